@@ -1,0 +1,373 @@
+"""The backend interface, the process session shared by every backend, and ``run_process``.
+
+An :class:`ExecBackend` opens :class:`ExecProcess` sessions. The session's events live
+in a :class:`~trio_exec._retained.ProcessLog`; a backend only has to feed that log and
+implement the few operations that touch the child (write, signal, terminate, ...).
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import os
+import signal as _signal
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Final, Protocol, TypeVar
+
+import attrs
+import trio
+
+from ._errors import CalledProcessError
+from ._events import Closed, Event, Exited, Failed, Output, OutputStream, ReadResult, WriteStatus
+from ._retained import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "CompletedProcess",
+    "ExecBackend",
+    "ExecProcess",
+    "run_process",
+]
+
+DEFAULT_GRACE: Final = 5.0
+"""Seconds between SIGTERM and SIGKILL when a session ends with its child still running."""
+
+_process_ids = itertools.count(1)
+
+
+def new_process_id() -> str:
+    """Return a process id unique within this Python process."""
+    return f"proc-{os.getpid()}-{next(_process_ids)}"
+
+
+class ExecBackend(abc.ABC):
+    """Where processes run: :class:`LocalBackend` here, :class:`RemoteBackend` on a server."""
+
+    @abc.abstractmethod
+    def open_process(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        tty: bool = False,
+        pipe_stdin: bool = False,
+        arg0: str | None = None,
+        process_id: str | None = None,
+        grace: float = DEFAULT_GRACE,
+        retain_bytes: int = DEFAULT_RETAINED_BYTES,
+    ) -> AbstractAsyncContextManager[ExecProcess]:
+        """Start ``argv`` and return an async context manager that owns the session.
+
+        Args:
+            argv: the program and its arguments; ``argv[0]`` is looked up in ``PATH``.
+            cwd: the working directory (default: the backend's).
+            env: the child's exact environment (default: inherit the backend's).
+            tty: run the child on a pseudo-terminal (24x80); its stdout and stderr are
+                then merged into :attr:`OutputStream.PTY` and stdin is the terminal.
+            pipe_stdin: give a non-tty child a writable stdin pipe (else ``/dev/null``).
+            arg0: what the child sees as ``argv[0]`` (default ``argv[0]``).
+            process_id: the session's id (default: generated).
+            grace: when the block is left with the child running, seconds between
+                SIGTERM and SIGKILL to its process group.
+            retain_bytes: bound on retained output, see :class:`ProcessLog`.
+
+        Raises:
+            SpawnError: the program could not be started.
+            ValueError: bad arguments (empty ``argv``, ...).
+
+        Leaving the block (normally, by an exception or by cancellation) terminates a
+        child that still runs (SIGTERM to its group, SIGKILL after ``grace``), kills what
+        is left of its process group, and reaps it: no process is left behind.
+
+        **Cancellation:** if cancelled while starting, no process is left behind.
+        """
+
+
+class ExecProcess(abc.ABC):
+    """A running process session; obtained from :meth:`ExecBackend.open_process`.
+
+    Events are retained in a bounded log. :attr:`events` is the main subscription to
+    them; :meth:`subscribe` opens more; :meth:`read` polls the log with a cursor.
+    """
+
+    def __init__(self, process_id: str, log: ProcessLog) -> None:
+        self.process_id: Final = process_id
+        """The session's process id."""
+        self._log = log
+        self._events: EventSubscription | None = None
+        self._gone = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._log.finished else "exited" if self._log.exited else "running"
+        return f"<{type(self).__name__} {self.process_id!r} {state}>"
+
+    # -- events ----------------------------------------------------------------------------
+
+    @property
+    def events(self) -> trio.abc.ReceiveChannel[Event]:
+        """The process's events, in seq order; the channel ends after Closed or Failed.
+
+        The subscription starts at the first access and replays what is retained then,
+        so accessed before the first checkpoint after the block is entered, it sees every
+        event. From then on it holds back the child when its consumer is slow.
+        """
+        if self._events is None:
+            self._events = self._log.subscribe()
+        return self._events
+
+    def subscribe(self) -> trio.abc.ReceiveChannel[Event]:
+        """Open another subscription: a replay of the retained events, then live ones.
+
+        Nothing is lost or duplicated between the replay and the live part. Close it
+        (``aclose``) when done, or it keeps holding back the child.
+        """
+        return self._log.subscribe()
+
+    async def read(
+        self, after_seq: int = 0, max_bytes: int | None = None, wait: float = 0.0
+    ) -> ReadResult:
+        """Return retained output after ``after_seq``, long-polling up to ``wait`` seconds.
+
+        The read returns early on new output, on exit and on close. It never consumes
+        anything: reads and subscriptions are independent. ``first_retained_seq`` in the
+        result tells whether older history was evicted.
+
+        **Cancellation:** nothing to undo.
+        """
+        return await self._log.read_wait(after_seq, max_bytes, wait)
+
+    async def wait(self) -> int:
+        """Wait for the child to exit and return its exit code.
+
+        Raises:
+            ConnectionLost: a remote session broke before the exit was known.
+
+        **Cancellation:** the child keeps running; nothing is undone.
+        """
+        while self._log.exited is None:
+            if self._log.failure is not None:
+                self._raise_failure()
+            await self._log.wait_changed()
+        await trio.lowlevel.checkpoint()
+        return self._log.exited.exit_code
+
+    async def wait_closed(self) -> Closed:
+        """Wait until the child exited and all its output was sequenced.
+
+        **Cancellation:** nothing to undo.
+        """
+        while self._log.closed is None:
+            if self._log.failure is not None:
+                self._raise_failure()
+            await self._log.wait_changed()
+        await trio.lowlevel.checkpoint()
+        return self._log.closed
+
+    def _raise_failure(self) -> None:
+        from ._errors import ConnectionLost
+
+        raise ConnectionLost(self._log.failure or "the session broke")
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code once known, else None."""
+        exited = self._log.exited
+        return None if exited is None else exited.exit_code
+
+    # -- operations on the child -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> WriteStatus:
+        """Write ``data`` to the child's stdin (or terminal) and return the status.
+
+        Returns ACCEPTED once the bytes were handed over; STDIN_CLOSED when the child
+        has no writable stdin (not piped, closed, or the child is gone); UNKNOWN_PROCESS
+        after the session ended. A full pipe makes the write wait (backpressure).
+
+        **Cancellation:** part of ``data`` may have been written.
+        """
+
+    @abc.abstractmethod
+    async def close_stdin(self) -> WriteStatus:
+        """Close the child's stdin so that it reads end of file.
+
+        On a terminal, sends the EOF character (Ctrl-D), which ends a read at the start
+        of a line in canonical mode.
+
+        Raises:
+            UnsupportedOperation: the remote server lacks the ``closeStdin`` extension.
+
+        **Cancellation:** stdin may or may not be closed.
+        """
+
+    @abc.abstractmethod
+    async def signal(self, sig: int | _signal.Signals) -> None:
+        """Send ``sig`` to the child's process group. A no-op once the session ended.
+
+        Raises:
+            UnsupportedOperation: the remote server cannot send that signal.
+
+        **Cancellation:** the signal may or may not have been sent.
+        """
+
+    @abc.abstractmethod
+    async def resize(self, rows: int, cols: int) -> None:
+        """Set the terminal window size; the child gets SIGWINCH.
+
+        Raises:
+            UnsupportedOperation: the process has no terminal, or the remote server
+                lacks the ``resize`` extension.
+            ValueError: ``rows`` or ``cols`` out of 1..65535.
+
+        **Cancellation:** the size may or may not have changed.
+        """
+
+    @abc.abstractmethod
+    async def terminate(self, grace: float = DEFAULT_GRACE) -> bool:
+        """Send SIGTERM to the process group, then SIGKILL after ``grace`` seconds.
+
+        Returns whether the child was still running. Returns once the child exited.
+
+        **Cancellation:** if cancelled during the grace, SIGKILL is sent at once (shielded)
+        so that cancellation never leaves a terminating child behind, then Cancelled
+        propagates.
+        """
+
+
+def check_dimensions(rows: int, cols: int) -> None:
+    """Raise ValueError unless ``rows`` and ``cols`` are valid terminal dimensions."""
+    for name, value in (("rows", rows), ("cols", cols)):
+        if not 1 <= value <= 65535:
+            raise ValueError(f"{name} must be within 1..65535, not {value}")
+
+
+def check_argv(argv: Sequence[str]) -> list[str]:
+    """Validate a command line and return it as a list."""
+    if isinstance(argv, str | bytes):
+        raise TypeError("argv must be a sequence of strings, not a single string")
+    args = list(argv)
+    if not args:
+        raise ValueError("argv must not be empty")
+    for arg in args:
+        if not isinstance(arg, str):
+            raise TypeError(f"argv items must be str, not {type(arg).__name__}")
+        if "\0" in arg:
+            raise ValueError("argv items must not contain NUL")
+    return args
+
+
+@attrs.frozen(kw_only=True)
+class CompletedProcess:
+    """What :func:`run_process` returns."""
+
+    argv: tuple[str, ...]
+    """The command that ran."""
+    exit_code: int
+    """Its exit code (``128 + N`` when signal N ended it)."""
+    stdout: bytes
+    """Everything written to stdout (or to the terminal when ``tty=True``)."""
+    stderr: bytes
+    """Everything written to stderr (empty when ``tty=True``)."""
+
+
+async def run_process(
+    argv: Sequence[str],
+    *,
+    backend: ExecBackend | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    tty: bool = False,
+    grace: float = DEFAULT_GRACE,
+) -> CompletedProcess:
+    """Run ``argv`` to completion and return its exit code and output.
+
+    Args:
+        backend: where to run (default: a :class:`LocalBackend`).
+        input: bytes to write to stdin, which is then closed. None gives the child
+            ``/dev/null`` as stdin.
+        check: raise :class:`CalledProcessError` on a non-zero exit code.
+
+    The whole output is kept in memory, like :func:`subprocess.run`.
+
+    **Cancellation:** the child is terminated (SIGTERM, SIGKILL after ``grace``) and reaped
+    before Cancelled propagates; its output is lost.
+    """
+    if backend is None:
+        from ._local import LocalBackend
+
+        backend = LocalBackend()
+    args = check_argv(argv)
+    out: dict[OutputStream, list[bytes]] = {stream: [] for stream in OutputStream}
+    async with backend.open_process(
+        args, cwd=cwd, env=env, tty=tty, pipe_stdin=input is not None and not tty, grace=grace
+    ) as proc:
+        events = proc.events
+        async with trio.open_nursery() as nursery:
+            if input is not None:
+                nursery.start_soon(_feed, proc, input)
+            async for event in events:
+                match event:
+                    case Output(stream=stream, data=data):
+                        out[stream].append(data)
+                    case Exited() | Closed():
+                        pass
+                    case Failed(message=message):
+                        from ._errors import ConnectionLost
+
+                        raise ConnectionLost(message)
+        exit_code = await proc.wait()
+    stdout = b"".join(out[OutputStream.STDOUT] + out[OutputStream.PTY])
+    stderr = b"".join(out[OutputStream.STDERR])
+    if check and exit_code != 0:
+        raise CalledProcessError(args, exit_code, stdout, stderr)
+    return CompletedProcess(argv=tuple(args), exit_code=exit_code, stdout=stdout, stderr=stderr)
+
+
+async def _feed(proc: ExecProcess, data: bytes) -> None:
+    if data:
+        await proc.write(data)
+    await proc.close_stdin()
+
+
+class SessionTasks(Protocol):
+    """What :func:`open_session` needs of a session."""
+
+    def start_tasks(self, nursery: trio.Nursery) -> None:
+        """Start the session's background tasks in ``nursery``; must not raise."""
+
+    async def shutdown(self) -> None:
+        """End the session: stop the child, reap it, finish the log. Runs shielded."""
+
+
+S = TypeVar("S", bound=SessionTasks)
+
+
+@asynccontextmanager
+async def open_session(session: S) -> AsyncIterator[S]:
+    """Run a session's background tasks in a nursery around the ``async with`` body.
+
+    When the body ends (normally, by an exception or by cancellation), ``shutdown`` runs
+    shielded, then the nursery's remaining tasks are cancelled. An exception of the body
+    propagates as itself, not wrapped in an exception group, so callers can ``except`` it
+    as usual.
+    """
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        session.start_tasks(nursery)
+        try:
+            yield session
+        except BaseException as exc:  # re-raised below, after the nursery closed
+            body_error = exc
+        finally:
+            with trio.CancelScope(shield=True):
+                await session.shutdown()
+            nursery.cancel_scope.cancel()
+    if body_error is not None:
+        try:
+            raise body_error
+        finally:
+            body_error = None

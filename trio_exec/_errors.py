@@ -1,0 +1,93 @@
+"""The exception tree.
+
+::
+
+    TrioExecError
+     ├─ SpawnError (also OSError)       the child could not be started
+     ├─ CalledProcessError              run_process(check=True) saw a non-zero exit
+     ├─ UnsupportedOperation            the peer lacks the extension an operation needs
+     ├─ ProtocolError                   a peer broke the wire protocol
+     ├─ RemoteError(code, message)      the peer answered with a JSON-RPC error
+     └─ ConnectionLost                  the transport to the server is gone
+
+Closing a resource that is already closed uses trio's ``ClosedResourceError``;
+a concurrent use that is not allowed uses ``BusyResourceError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CalledProcessError",
+    "ConnectionLost",
+    "ProtocolError",
+    "RemoteError",
+    "SpawnError",
+    "TrioExecError",
+    "UnsupportedOperation",
+]
+
+
+class TrioExecError(Exception):
+    """Base class of every error trio_exec raises."""
+
+
+class SpawnError(TrioExecError, OSError):
+    """The child could not be started: missing program, bad cwd, not executable.
+
+    It is an :class:`OSError`, so ``errno`` and ``strerror`` are set when the OS
+    gave them, and ``filename`` is the program or directory involved.
+    """
+
+    def __init__(self, errno: int | None, strerror: str, filename: str | None = None) -> None:
+        if errno is None:
+            OSError.__init__(self, strerror)
+        else:
+            OSError.__init__(self, errno, strerror, filename)
+        self.program = filename
+        """The program (or path) that could not be used."""
+
+
+class CalledProcessError(TrioExecError):
+    """``run_process(..., check=True)`` ran a child that exited with a non-zero code."""
+
+    def __init__(self, argv: Sequence[str], exit_code: int, stdout: bytes, stderr: bytes) -> None:
+        super().__init__(argv, exit_code)
+        self.argv = list(argv)
+        """The command that ran."""
+        self.exit_code = exit_code
+        """Its exit code (``128 + N`` for signal N)."""
+        self.stdout = stdout
+        """Everything it wrote to stdout (or to its terminal)."""
+        self.stderr = stderr
+        """Everything it wrote to stderr."""
+
+    def __str__(self) -> str:
+        return f"command {self.argv!r} exited with code {self.exit_code}"
+
+
+class UnsupportedOperation(TrioExecError):
+    """The operation needs a protocol extension that the server does not offer."""
+
+
+class ProtocolError(TrioExecError):
+    """A message broke the wire protocol (bad JSON, bad shape, bad field)."""
+
+
+class RemoteError(TrioExecError):
+    """The server answered a request with a JSON-RPC error."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        """The JSON-RPC error code (see PROTOCOL.md)."""
+        self.message = message
+        """The server's message."""
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class ConnectionLost(TrioExecError):
+    """The transport to the exec server is gone; the call cannot complete."""
