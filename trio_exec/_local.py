@@ -54,6 +54,7 @@ from ._retained import DEFAULT_RETAINED_BYTES, ProcessLog
 
 __all__ = [
     "CLOSE_DRAIN_TIMEOUT",
+    "GROUP_EXIT_TIMEOUT",
     "PTY_EXIT_SETTLE",
     "READ_CHUNK_BYTES",
     "LocalBackend",
@@ -77,11 +78,52 @@ first and ordering is exact; otherwise output the kernel is still moving after t
 delay may follow ``Exited``."""
 
 
+GROUP_EXIT_TIMEOUT: Final = 5.0
+"""Seconds to wait, after SIGKILL was sent to the group at the end of a session, until no
+process of the group is alive. SIGKILL takes effect at once except for a process stuck
+in uninterruptible sleep (a hung NFS read, say): such a process may outlive the block."""
+
+
 def _killpg(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _live_group_members(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is alive (zombies waiting for init are not)."""
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rpartition(b")")[2].split()
+            except OSError:
+                continue
+            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
+
+
+async def _wait_group_gone(pgid: int) -> None:
+    """Wait (at most :data:`GROUP_EXIT_TIMEOUT`) until no process of the group is alive.
+
+    Called after SIGKILL was sent to the group and its leader was reaped: the common case
+    (an empty group) costs one ``killpg(pgid, 0)``.
+    """
+    delay = 0.001
+    with trio.move_on_after(GROUP_EXIT_TIMEOUT):
+        while True:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            if not _live_group_members(pgid):
+                return
+            await trio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 def _pending_bytes(fd: int) -> int:
@@ -174,14 +216,18 @@ class LocalProcess(ExecProcess):
         self._child_exited = trio.Event()
         self._reaped = False
         self._done = trio.Event()
+        self._tasks_scope = trio.CancelScope(shield=True)
 
     # -- tasks -----------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for pump in self._pumps:
-                nursery.start_soon(pump.run)
-            nursery.start_soon(self._reap)
+        # Shielded: cancelling the block must not stop the reaper and the pumps before
+        # _shutdown has terminated and drained the child; _shutdown cancels them last.
+        with self._tasks_scope:
+            async with trio.open_nursery() as nursery:
+                for pump in self._pumps:
+                    nursery.start_soon(pump.run)
+                nursery.start_soon(self._reap)
 
     async def _wait_exit(self) -> os.waitid_result:
         try:
@@ -221,14 +267,18 @@ class LocalProcess(ExecProcess):
         self._done.set()
 
     async def _shutdown(self, grace: float) -> None:
-        """Leave the block: terminate, kill the group, drain, stop serving."""
+        """Leave the block: terminate, kill the group, drain, reap, wait for the group."""
         self._log.release_backpressure()
         if not self._child_exited.is_set():
             await self._terminate_group(grace)
+        # The child is an unreaped zombie here, so its pid (the group id) is not reused.
         _killpg(self.pid, _signal.SIGKILL)
         with trio.move_on_after(CLOSE_DRAIN_TIMEOUT):
             await self._done.wait()
         self._gone = True
+        self._popen.wait()  # immediate: the child exited
+        self._reaped = True
+        await _wait_group_gone(self.pid)
 
     def _release(self) -> None:
         """Close every descriptor and reap the child; synchronous and idempotent."""
@@ -494,15 +544,24 @@ class LocalBackend(ExecBackend):
         try:
             child = await _spawn(args, cwd=cwd, env=env, tty=tty, pipe_stdin=pipe_stdin, arg0=arg0)
             proc = LocalProcess(pid, child, log)
+            body_error: BaseException | None = None
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(proc._run)
                     try:
                         yield proc
+                    except BaseException as exc:
+                        body_error = exc
+                        raise
                     finally:
                         with trio.CancelScope(shield=True):
                             await proc._shutdown(grace)
-                        nursery.cancel_scope.cancel()
+                        proc._tasks_scope.cancel()
+            except BaseExceptionGroup as group:
+                # The block's own exception comes out as itself, not wrapped in a group.
+                if body_error is not None and list(group.exceptions) == [body_error]:
+                    raise body_error from body_error.__cause__
+                raise
             finally:
                 proc._release()
         finally:

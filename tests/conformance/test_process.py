@@ -1,0 +1,433 @@
+"""The ExecBackend conformance suite: every test runs against every backend."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+
+import pytest
+import trio
+
+import trio_exec as tx
+from trio_exec.testing import check_event_stream
+
+from .helpers import TIMEOUT, collect, group_alive, python
+
+STDOUT, STDERR, PTY = tx.OutputStream.STDOUT, tx.OutputStream.STDERR, tx.OutputStream.PTY
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+async def test_stdout_stderr_exit_code(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["sh", "-c", "echo hi; echo err >&2; exit 3"]) as proc:
+        events = await collect(proc)
+    summary = check_event_stream(
+        events, expected_output={STDOUT: b"hi\n", STDERR: b"err\n"}, output_before_exit=True
+    )
+    assert summary.exited == tx.Exited(seq=3, exit_code=3, signal=None)
+    assert summary.closed == tx.Closed(seq=4)
+    assert events[-1] == summary.closed
+
+
+async def test_signal_death_is_128_plus_n(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["sh", "-c", "kill -9 $$"]) as proc:
+        events = await collect(proc)
+        assert await proc.wait() == 137
+    summary = check_event_stream(events)
+    assert summary.exited is not None
+    assert (summary.exited.exit_code, summary.exited.signal) == (137, signal.SIGKILL)
+
+
+async def test_exit_code_property_and_wait(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["sh", "-c", "exit 42"]) as proc:
+        with trio.fail_after(TIMEOUT):
+            assert await proc.wait() == 42
+        assert proc.exit_code == 42
+        closed = await proc.wait_closed()
+        assert isinstance(closed, tx.Closed)
+
+
+async def test_events_channel_ends_after_closed(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["true"]) as proc:
+        events = await collect(proc)
+        assert isinstance(events[-1], tx.Closed)
+        with pytest.raises(trio.EndOfChannel):
+            await proc.events.receive()
+
+
+async def test_late_subscriber_gets_replay_then_live(backend: tx.ExecBackend) -> None:
+    code = "import os\nos.write(1, b'one\\n')\nos.read(0, 1)\nos.write(1, b'two\\n')"
+    async with backend.open_process(python(code), pipe_stdin=True) as proc:
+        first = proc.events
+        with trio.fail_after(TIMEOUT):
+            assert (await first.receive()) == tx.Output(seq=1, stream=STDOUT, data=b"one\n")
+        late = proc.subscribe()
+        await proc.write(b"\n")
+        events_first = [tx.Output(seq=1, stream=STDOUT, data=b"one\n"), *await collect(proc)]
+        with trio.fail_after(TIMEOUT):
+            events_late = [event async for event in late]
+    assert events_late == events_first
+    check_event_stream(events_late, expected_output={STDOUT: b"one\ntwo\n"})
+
+
+async def test_subscribe_after_close_replays_everything(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["sh", "-c", "echo a; echo b >&2"]) as proc:
+        await proc.wait_closed()
+        replay = proc.subscribe()
+        with trio.fail_after(TIMEOUT):
+            events = [event async for event in replay]
+    check_event_stream(events, expected_output={STDOUT: b"a\n", STDERR: b"b\n"})
+
+
+async def test_grandchild_output_may_follow_exited_but_not_closed(backend: tx.ExecBackend) -> None:
+    script = "(sleep 0.3; echo late) & echo early"
+    async with backend.open_process(["sh", "-c", script]) as proc:
+        events = await collect(proc)
+    summary = check_event_stream(events, expected_output={STDOUT: b"early\nlate\n"})
+    assert summary.output_after_exit == {STDOUT: b"late\n"}
+
+
+async def test_output_written_before_exit_precedes_exited(backend: tx.ExecBackend) -> None:
+    # A burst much larger than a pipe buffer, then an immediate exit.
+    code = "import os\nos.write(1, b'x' * 1_000_000)\nos.write(2, b'y' * 300_000)\nos._exit(0)"
+    async with backend.open_process(python(code)) as proc:
+        events = await collect(proc)
+    check_event_stream(
+        events,
+        expected_output={STDOUT: b"x" * 1_000_000, STDERR: b"y" * 300_000},
+        output_before_exit=True,
+    )
+
+
+# -- spawning -------------------------------------------------------------------------------
+
+
+async def test_missing_program_is_spawn_error(backend: tx.ExecBackend) -> None:
+    with pytest.raises(tx.SpawnError) as info:
+        async with backend.open_process(["/nonexistent/program"]):
+            raise AssertionError("must not start")
+    assert isinstance(info.value, OSError)
+    assert info.value.errno == errno.ENOENT
+
+
+async def test_bad_cwd_is_spawn_error(backend: tx.ExecBackend) -> None:
+    with pytest.raises(tx.SpawnError) as info:
+        async with backend.open_process(["true"], cwd="/nonexistent/dir"):
+            raise AssertionError("must not start")
+    assert info.value.errno == errno.ENOENT
+
+
+async def test_not_executable_is_spawn_error(backend: tx.ExecBackend, tmp_path: os.PathLike[str]) -> None:
+    script = os.path.join(tmp_path, "script.sh")
+    with open(script, "w") as f:
+        f.write("echo hi\n")
+    with pytest.raises(tx.SpawnError) as info:
+        async with backend.open_process([script]):
+            raise AssertionError("must not start")
+    assert info.value.errno == errno.EACCES
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [([], ValueError), ("echo hi", TypeError), (["echo", b"hi"], TypeError), (["a\0b"], ValueError)],
+)
+async def test_bad_argv_is_rejected(backend: tx.ExecBackend, argv: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        async with backend.open_process(argv):  # type: ignore[arg-type]
+            raise AssertionError("must not start")
+
+
+async def test_cwd_env_and_arg0(backend: tx.ExecBackend, tmp_path: os.PathLike[str]) -> None:
+    script = 'printf "%s|%s|%s" "$PWD" "$ONLY" "$0"'
+    env = {"ONLY": "value", "PATH": os.environ["PATH"]}
+    async with backend.open_process(
+        ["sh", "-c", script, "zero"], cwd=tmp_path, env=env
+    ) as proc:
+        events = await collect(proc)
+    out = check_event_stream(events).output[STDOUT].decode()
+    assert out == f"{os.path.realpath(tmp_path)}|value|zero"
+    async with backend.open_process(["sh", "-c", "echo $0"], arg0="custom-name") as proc:
+        events = await collect(proc)
+    assert check_event_stream(events).output[STDOUT] == b"custom-name\n"
+
+
+async def test_env_is_exact(backend: tx.ExecBackend) -> None:
+    async with backend.open_process([sys.executable, "-c", "import os; print(sorted(os.environ))"], env={"A": "1"}) as proc:
+        events = await collect(proc)
+    names = eval(check_event_stream(events).output[STDOUT])  # a printed list of str
+    assert set(names) - {"LC_CTYPE"} == {"A"}
+
+
+# -- stdin ----------------------------------------------------------------------------------
+
+
+async def test_write_close_stdin(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["cat"], pipe_stdin=True) as proc:
+        assert await proc.write(b"hello ") is tx.WriteStatus.ACCEPTED
+        assert await proc.write(b"world") is tx.WriteStatus.ACCEPTED
+        assert await proc.close_stdin() is tx.WriteStatus.ACCEPTED
+        assert await proc.write(b"more") is tx.WriteStatus.STDIN_CLOSED
+        events = await collect(proc)
+    summary = check_event_stream(events, expected_output={STDOUT: b"hello world"})
+    assert summary.exit_code == 0
+
+
+async def test_write_without_pipe_is_stdin_closed(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["cat"]) as proc:
+        assert await proc.write(b"x") is tx.WriteStatus.STDIN_CLOSED
+        events = await collect(proc)  # cat reads /dev/null: EOF at once
+    assert check_event_stream(events).exit_code == 0
+
+
+async def test_write_to_exited_child_is_a_status(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["true"], pipe_stdin=True) as proc:
+        await proc.wait_closed()
+        status = await proc.write(b"x" * 200_000)
+        assert status in (tx.WriteStatus.STDIN_CLOSED, tx.WriteStatus.ACCEPTED)
+        assert backend_kind(backend) == "remote" or status is tx.WriteStatus.STDIN_CLOSED
+
+
+async def test_write_after_block_is_unknown_process(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["cat"], pipe_stdin=True) as proc:
+        pass
+    assert await proc.write(b"x") is tx.WriteStatus.UNKNOWN_PROCESS
+
+
+async def test_large_write_is_echoed_whole(backend: tx.ExecBackend) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    async with backend.open_process(["cat"], pipe_stdin=True) as proc:
+        events_task: list[tx.Event] = []
+        async with trio.open_nursery() as nursery:
+            async def consume() -> None:
+                events_task.extend(await collect(proc))
+
+            nursery.start_soon(consume)
+            assert await proc.write(data) is tx.WriteStatus.ACCEPTED
+            assert await proc.close_stdin() is tx.WriteStatus.ACCEPTED
+    check_event_stream(events_task, expected_output={STDOUT: data})
+
+
+# -- reads ----------------------------------------------------------------------------------
+
+
+async def test_read_cursor_and_max_bytes(backend: tx.ExecBackend) -> None:
+    code = "import os\nfor i in range(5):\n    os.write(1, b'chunk%d' % i)\n    os.read(0, 1)"
+    async with backend.open_process(python(code), pipe_stdin=True) as proc:
+        for _ in range(5):
+            await proc.write(b".")
+        await proc.wait_closed()
+        everything = await proc.read()
+        assert b"".join(c.data for c in everything.chunks) == b"chunk0chunk1chunk2chunk3chunk4"
+        assert everything.exited and everything.closed and everything.exit_code == 0
+        last = everything.chunks[-1].seq
+        assert everything.next_seq == last + 3  # past Exited and Closed
+        first = await proc.read(after_seq=0, max_bytes=0)
+        assert len(first.chunks) == 1  # at least one chunk, even beyond max_bytes
+        assert first.next_seq == first.chunks[0].seq + 1
+        rest = await proc.read(after_seq=first.chunks[0].seq)
+        assert [c.seq for c in rest.chunks] == [c.seq for c in everything.chunks[1:]]
+        tail = await proc.read(after_seq=everything.next_seq)
+        assert tail.chunks == () and tail.closed
+
+
+async def test_long_poll_returns_early_on_output_and_exit(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["sh", "-c", "read x; echo late; read y; exit 7"], pipe_stdin=True) as proc:
+        async with trio.open_nursery() as nursery:
+            result: list[tx.ReadResult] = []
+
+            async def poll() -> None:
+                result.append(await proc.read(after_seq=0, wait=30.0))
+
+            nursery.start_soon(poll)
+            await trio.testing.wait_all_tasks_blocked()
+            await proc.write(b"go\n")
+        assert [c.data for c in result[0].chunks] == [b"late\n"]
+        assert not result[0].exited
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(proc.write, b"go\n")
+                after = result[0].chunks[-1].seq
+                exit_result = await proc.read(after_seq=after, wait=30.0)
+                while not exit_result.exited:
+                    exit_result = await proc.read(after_seq=after, wait=30.0)
+        assert exit_result.exit_code == 7
+
+
+async def test_read_wait_times_out_empty(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["sleep", "30"]) as proc:
+        with trio.fail_after(TIMEOUT):
+            result = await proc.read(after_seq=0, wait=0.05)
+        assert result.chunks == () and not result.exited and not result.closed
+
+
+async def test_retention_evicts_oldest_and_reports_gap(backend: tx.ExecBackend) -> None:
+    code = "import os\nfor i in range(40):\n    os.write(1, bytes([65 + i % 26]) * 1000)\n    os.read(0, 1)"
+    async with backend.open_process(python(code), pipe_stdin=True, retain_bytes=10_000) as proc:
+        last = 0
+        with trio.fail_after(TIMEOUT):
+            for _ in range(40):  # one chunk at a time, so that no two writes share a read
+                last = (await proc.read(after_seq=last, wait=TIMEOUT)).chunks[-1].seq
+                await proc.write(b".")
+            await proc.wait_closed()
+        result = await proc.read()
+    everything = b"".join(bytes([65 + i % 26]) * 1000 for i in range(40))
+    kept = b"".join(c.data for c in result.chunks)
+    assert 0 < len(kept) <= 10_000
+    assert everything.endswith(kept)
+    assert result.chunks[0].seq > 1
+    if result.first_retained_seq is not None:
+        assert result.first_retained_seq == result.chunks[0].seq
+
+
+# -- terminal -------------------------------------------------------------------------------
+
+
+async def test_tty_merges_streams_with_default_size(backend: tx.ExecBackend) -> None:
+    script = "test -t 0 && test -t 1 && test -t 2 && stty size; echo out; echo err >&2; exit 4"
+    async with backend.open_process(["sh", "-c", script], tty=True) as proc:
+        events = await collect(proc)
+    summary = check_event_stream(events)
+    assert set(summary.output) == {PTY}
+    assert summary.output[PTY] == b"24 80\r\nout\r\nerr\r\n"
+    assert summary.exit_code == 4
+
+
+async def test_tty_resize_delivers_sigwinch(backend: tx.ExecBackend) -> None:
+    script = "trap 'stty size; exit 0' WINCH; echo ready; while :; do sleep 0.01; done"
+    async with backend.open_process(["sh", "-c", script], tty=True) as proc:
+        events = proc.events
+        with trio.fail_after(TIMEOUT):
+            first = await events.receive()
+            assert isinstance(first, tx.Output) and first.data == b"ready\r\n"
+            await proc.resize(40, 132)
+            rest = [event async for event in events]
+    summary = check_event_stream([first, *rest])
+    assert summary.output[PTY] == b"ready\r\n40 132\r\n"
+
+
+async def test_resize_without_tty_is_unsupported(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["true"]) as proc:
+        with pytest.raises(tx.UnsupportedOperation):
+            await proc.resize(10, 10)
+        with pytest.raises(ValueError, match="rows"):
+            await proc.resize(0, 10)
+
+
+async def test_tty_write_and_eof(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["sh", "-c", "stty -echo; echo ready; cat"], tty=True) as proc:
+        events = proc.events
+        with trio.fail_after(TIMEOUT):
+            assert (await events.receive()).data == b"ready\r\n"  # type: ignore[union-attr]
+            assert await proc.write(b"typed\n") is tx.WriteStatus.ACCEPTED
+            assert await proc.close_stdin() is tx.WriteStatus.ACCEPTED  # ^D at line start
+            rest = [event async for event in events]
+    summary = check_event_stream(
+        [tx.Output(seq=1, stream=PTY, data=b"ready\r\n"), *rest]
+    )
+    assert summary.output[PTY] == b"ready\r\ntyped\r\n"
+    assert summary.exit_code == 0
+
+
+async def test_tty_output_is_drained_at_exit(backend: tx.ExecBackend) -> None:
+    code = "import os\nos.write(1, b'z' * 500_000)\nos._exit(3)"
+    async with backend.open_process(python(code), tty=True) as proc:
+        events = await collect(proc)
+    summary = check_event_stream(events, output_before_exit=True)
+    assert summary.output[PTY] == b"z" * 500_000
+    assert summary.exit_code == 3
+
+
+# -- signals and termination ----------------------------------------------------------------
+
+
+async def test_signal_interrupt(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["sh", "-c", "echo ready; exec sleep 30"]) as proc:
+        events = proc.events
+        with trio.fail_after(TIMEOUT):
+            await events.receive()
+            await proc.signal(signal.SIGINT)
+            assert await proc.wait() == 130
+
+
+async def test_terminate_lets_a_trap_run(backend: tx.ExecBackend) -> None:
+    script = "trap 'echo bye; exit 9' TERM; echo ready; while :; do sleep 0.01; done"
+    async with backend.open_process(["sh", "-c", script]) as proc:
+        events = proc.events
+        with trio.fail_after(TIMEOUT):
+            await events.receive()
+            assert await proc.terminate(grace=10) is True
+            rest = [event async for event in events]
+    summary = check_event_stream([tx.Output(seq=1, stream=STDOUT, data=b"ready\n"), *rest])
+    assert summary.output[STDOUT] == b"ready\nbye\n"
+    assert summary.exit_code == 9
+    assert await proc.terminate() is False
+
+
+async def test_terminate_kills_after_grace(backend: tx.ExecBackend) -> None:
+    script = "trap '' TERM; echo ready; while :; do sleep 0.01; done"
+    async with backend.open_process(["sh", "-c", script]) as proc:
+        events = proc.events
+        with trio.fail_after(TIMEOUT):
+            await events.receive()
+            assert await proc.terminate(grace=0.2) is True
+            assert await proc.wait() == 137
+
+
+# -- no orphans -----------------------------------------------------------------------------
+
+# The shell is the session leader, so $$ is the group id; one grandchild holds the
+# output pipe, one does not.
+_GRANDCHILDREN = "sleep 60 & sleep 60 >/dev/null 2>&1 & echo $$; wait"
+
+
+async def _start_and_get_group(proc: tx.ExecProcess) -> int:
+    events = proc.events
+    with trio.fail_after(TIMEOUT):
+        event = await events.receive()
+    assert isinstance(event, tx.Output)
+    pgid = int(event.data)
+    assert group_alive(pgid)
+    return pgid
+
+
+async def test_no_orphans_after_cancellation(backend: tx.ExecBackend) -> None:
+    with trio.fail_after(TIMEOUT):
+        with trio.CancelScope() as scope:
+            async with backend.open_process(["sh", "-c", _GRANDCHILDREN], grace=0.5) as proc:
+                pgid = await _start_and_get_group(proc)
+                scope.cancel()
+                await trio.sleep_forever()
+    assert scope.cancelled_caught
+    assert not group_alive(pgid)
+
+
+async def test_no_orphans_after_exception(backend: tx.ExecBackend) -> None:
+    with pytest.raises(KeyError):
+        async with backend.open_process(["sh", "-c", _GRANDCHILDREN], grace=0.5) as proc:
+            pgid = await _start_and_get_group(proc)
+            raise KeyError("boom")
+    assert not group_alive(pgid)
+
+
+async def test_no_orphans_when_child_exits_first(backend: tx.ExecBackend) -> None:
+    script = "sleep 60 >/dev/null 2>&1 & echo $!"
+    async with backend.open_process(["sh", "-c", script]) as proc:
+        events = proc.events
+        with trio.fail_after(TIMEOUT):
+            first = await events.receive()
+            assert await proc.wait() == 0
+        assert isinstance(first, tx.Output)
+        grandchild = int(first.data)
+        pgid = os.getpgid(grandchild)
+        assert group_alive(pgid)
+    assert not group_alive(pgid)
+
+
+# -- helpers that need the backend ----------------------------------------------------------
+
+
+def backend_kind(backend: tx.ExecBackend) -> str:
+    return "local" if isinstance(backend, tx.LocalBackend) else "remote"

@@ -1,0 +1,1 @@
+"""Tests of the sans-IO protocol layer (plain synchronous pytest, no trio)."""

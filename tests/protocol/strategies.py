@@ -1,0 +1,205 @@
+"""Hypothesis strategies for every protocol message type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from trio_exec._events import Output, OutputStream, ReadResult, WriteStatus
+from trio_exec._protocol import (
+    REQUEST_ID_MAX,
+    REQUEST_ID_MIN,
+    WIRE_INT_MAX,
+    ClosedNotification,
+    CloseStdinParams,
+    CloseStdinResult,
+    ErrorObject,
+    ErrorResponse,
+    ExitedNotification,
+    InitializedNotification,
+    InitializeParams,
+    InitializeResult,
+    ListParams,
+    ListResult,
+    Message,
+    Notification,
+    NotificationParams,
+    OutputNotification,
+    ProcessInfo,
+    ProcessSignal,
+    ReadParams,
+    Request,
+    RequestId,
+    RequestParams,
+    RequestResult,
+    ResizeParams,
+    ResizeResult,
+    Response,
+    SignalParams,
+    SignalResult,
+    StartParams,
+    StartResult,
+    TerminateParams,
+    TerminateResult,
+    WriteParams,
+    WriteResult,
+    path_to_file_uri,
+)
+
+texts = st.text(max_size=16)
+u64 = st.integers(min_value=0, max_value=WIRE_INT_MAX)
+optional_u64 = st.none() | u64
+i32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+request_ids: st.SearchStrategy[RequestId] = (
+    st.integers(min_value=REQUEST_ID_MIN, max_value=REQUEST_ID_MAX) | texts
+)
+
+json_values: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | texts,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(texts, children, max_size=4),
+    max_leaves=12,
+)
+json_objects: st.SearchStrategy[dict[str, Any]] = st.dictionaries(texts, json_values, max_size=4)
+
+path_segments = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters="\0/"),
+    min_size=1,
+    max_size=8,
+)
+absolute_paths = st.lists(path_segments, max_size=4).map(lambda parts: "/" + "/".join(parts))
+file_uris = absolute_paths.map(path_to_file_uri)
+
+outputs = st.builds(
+    Output, seq=u64, stream=st.sampled_from(OutputStream), data=st.binary(max_size=32)
+)
+
+initialize_params = st.builds(
+    InitializeParams, client_name=texts, resume_session_id=st.none() | texts
+)
+start_params = st.builds(
+    StartParams,
+    process_id=texts,
+    argv=st.lists(texts, min_size=1, max_size=4).map(tuple),
+    cwd=file_uris,
+    env=st.dictionaries(texts, texts, max_size=4),
+    tty=st.booleans(),
+    pipe_stdin=st.booleans(),
+    arg0=st.none() | texts,
+    env_policy=st.none() | json_objects,
+)
+read_params = st.builds(
+    ReadParams,
+    process_id=texts,
+    after_seq=optional_u64,
+    max_bytes=optional_u64,
+    wait_ms=optional_u64,
+)
+write_params = st.builds(
+    WriteParams, process_id=texts, chunk=st.binary(max_size=64), write_id=st.text(min_size=1)
+)
+signal_params = st.builds(SignalParams, process_id=texts, signal=st.sampled_from(ProcessSignal))
+terminate_params = st.builds(TerminateParams, process_id=texts, grace_ms=optional_u64)
+close_stdin_params = st.builds(CloseStdinParams, process_id=texts)
+resize_params = st.builds(
+    ResizeParams,
+    process_id=texts,
+    rows=st.integers(min_value=1, max_value=0xFFFF),
+    cols=st.integers(min_value=1, max_value=0xFFFF),
+)
+list_params = st.just(ListParams())
+
+request_params: st.SearchStrategy[RequestParams] = st.one_of(
+    initialize_params,
+    start_params,
+    read_params,
+    write_params,
+    signal_params,
+    terminate_params,
+    close_stdin_params,
+    resize_params,
+    list_params,
+)
+
+initialize_results = st.builds(
+    InitializeResult, session_id=texts, extensions=st.lists(texts, max_size=4).map(tuple)
+)
+start_results = st.builds(StartResult, process_id=texts, sandbox_type=texts)
+read_results = st.builds(
+    ReadResult,
+    chunks=st.lists(outputs, max_size=4).map(tuple),
+    next_seq=u64,
+    exited=st.booleans(),
+    exit_code=st.none() | i32,
+    closed=st.booleans(),
+    failure=st.none() | texts,
+    first_retained_seq=optional_u64,
+)
+write_statuses = st.sampled_from(WriteStatus)
+write_results = st.builds(WriteResult, status=write_statuses)
+terminate_results = st.builds(TerminateResult, running=st.booleans())
+close_stdin_results = st.builds(CloseStdinResult, status=write_statuses)
+process_infos = st.builds(
+    ProcessInfo,
+    process_id=texts,
+    argv=st.lists(texts, max_size=3).map(tuple),
+    running=st.booleans(),
+    exit_code=st.none() | i32,
+)
+list_results = st.builds(ListResult, processes=st.lists(process_infos, max_size=3).map(tuple))
+
+#: (method, result) pairs: the method decides how a result is decoded.
+method_results: st.SearchStrategy[tuple[str, RequestResult]] = st.one_of(
+    initialize_results.map(lambda r: ("initialize", r)),
+    start_results.map(lambda r: ("process/start", r)),
+    read_results.map(lambda r: ("process/read", r)),
+    write_results.map(lambda r: ("process/write", r)),
+    st.just(("process/signal", SignalResult())),
+    terminate_results.map(lambda r: ("process/terminate", r)),
+    close_stdin_results.map(lambda r: ("process/closeStdin", r)),
+    st.just(("process/resize", ResizeResult())),
+    list_results.map(lambda r: ("process/list", r)),
+)
+
+output_notifications = st.builds(
+    OutputNotification,
+    process_id=texts,
+    seq=u64,
+    stream=st.sampled_from(OutputStream),
+    chunk=st.binary(max_size=64),
+)
+exited_notifications = st.builds(
+    ExitedNotification,
+    process_id=texts,
+    seq=u64,
+    exit_code=i32,
+    signal=st.none() | st.sampled_from(["SIGKILL", "SIGTERM", "SIGINT"]) | texts,
+    sandbox_denied=st.booleans(),
+)
+closed_notifications = st.builds(ClosedNotification, process_id=texts, seq=u64)
+notification_params: st.SearchStrategy[NotificationParams] = st.one_of(
+    st.just(InitializedNotification()),
+    output_notifications,
+    exited_notifications,
+    closed_notifications,
+)
+
+messages: st.SearchStrategy[Message] = st.one_of(
+    st.builds(Request, id=request_ids, method=texts, params=json_values),
+    st.builds(Notification, method=texts, params=json_values),
+    st.builds(Response, id=request_ids, result=json_values),
+    st.builds(
+        ErrorResponse,
+        id=request_ids,
+        error=st.builds(
+            ErrorObject,
+            code=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            message=texts,
+            data=json_values,
+        ),
+    ),
+)

@@ -1,0 +1,303 @@
+"""Message transports: one JSON-RPC message per ``send`` / ``receive``, both ways.
+
+Three implementations share the small :class:`MessageTransport` interface (in the style of
+httpx's transports): a websocket (trio-websocket, one message per frame), a byte stream
+pair with newline-delimited JSON (stdio, a command such as ``ssh host trio-exec serve
+--listen stdio``), and an in-memory pair for tests. The RPC client and the server only
+ever see a :class:`MessageTransport`.
+"""
+
+from __future__ import annotations
+
+import abc
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Final
+
+import trio
+import trio_websocket
+
+from ._errors import ConnectionLost
+from ._protocol import LineDecoder
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "MEMORY_TRANSPORT_BUFFER",
+    "WEBSOCKET_CONNECT_TIMEOUT",
+    "WEBSOCKET_DISCONNECT_TIMEOUT",
+    "MemoryTransport",
+    "MessageTransport",
+    "StreamTransport",
+    "WebSocketTransport",
+    "memory_transport_pair",
+    "open_websocket_transport",
+]
+
+DEFAULT_MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+"""Largest message a transport accepts (16 MiB): a websocket frame or an NDJSON line.
+
+Large enough for a ``process/read`` result carrying the whole default retention (1 MiB of
+output is about 1.4 MB of base64) and for writes of several MiB.
+"""
+
+WEBSOCKET_CONNECT_TIMEOUT: Final = 10.0
+"""Seconds a websocket connect (TCP, TLS and the upgrade) may take."""
+
+WEBSOCKET_DISCONNECT_TIMEOUT: Final = 2.0
+"""Seconds a websocket close handshake may take before the socket is dropped."""
+
+MEMORY_TRANSPORT_BUFFER: Final = 64
+"""Messages an in-memory transport buffers in each direction before ``send`` waits."""
+
+
+class MessageTransport(abc.ABC):
+    """A bidirectional channel of whole JSON-RPC messages.
+
+    ``send`` and ``receive`` may run concurrently in different tasks; two concurrent
+    ``send`` calls are serialized.
+    """
+
+    @abc.abstractmethod
+    async def send(self, message: str) -> None:
+        """Send one message.
+
+        Raises:
+            ConnectionLost: the transport is closed or broken.
+
+        **Cancellation:** the message may or may not have been sent; a websocket or
+        stream may be left mid-message, so the caller should close the transport.
+        """
+
+    @abc.abstractmethod
+    async def receive(self) -> str | bytes:
+        """Receive the next message.
+
+        Raises:
+            ConnectionLost: the peer closed the transport or it broke.
+
+        **Cancellation:** no message is lost.
+        """
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close the transport; idempotent.
+
+        **Cancellation:** the transport is closed anyway (perhaps without a close
+        handshake).
+        """
+
+
+class WebSocketTransport(MessageTransport):
+    """A transport over a trio-websocket connection; text frames out, text or binary in."""
+
+    def __init__(self, websocket: trio_websocket.WebSocketConnection) -> None:
+        self.websocket: Final = websocket
+        """The underlying connection."""
+        self._send_lock = trio.Lock()
+
+    async def send(self, message: str) -> None:
+        """See :meth:`MessageTransport.send`."""
+        async with self._send_lock:
+            try:
+                await self.websocket.send_message(message)
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError) as exc:
+                raise ConnectionLost(_describe_close(exc)) from None
+
+    async def receive(self) -> str | bytes:
+        """See :meth:`MessageTransport.receive`."""
+        try:
+            return await self.websocket.get_message()
+        except trio_websocket.ConnectionClosed as exc:
+            raise ConnectionLost(_describe_close(exc)) from None
+
+    async def aclose(self) -> None:
+        """See :meth:`MessageTransport.aclose`."""
+        try:
+            await self.websocket.aclose()
+        finally:
+            # trio-websocket leaves the TCP stream open when the peer dropped it
+            # without a close handshake; close it ourselves so no socket leaks.
+            stream = getattr(self.websocket, "_stream", None)
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+
+
+def _describe_close(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    if reason is None:
+        return "the websocket was closed"
+    detail = f": {reason.reason}" if getattr(reason, "reason", None) else ""
+    return f"the websocket was closed ({reason.code} {reason.name}{detail})"
+
+
+class StreamTransport(MessageTransport):
+    """Newline-delimited JSON over a pair of byte streams (stdio, a command's pipes).
+
+    Args:
+        send_stream: where messages go, one compact JSON object and ``\\n`` each.
+        receive_stream: where messages come from; blank lines are skipped.
+        max_message_bytes: the longest line accepted; a longer one breaks the transport.
+        receive_chunk_bytes: the most bytes read from ``receive_stream`` at once.
+    """
+
+    def __init__(
+        self,
+        send_stream: trio.abc.SendStream,
+        receive_stream: trio.abc.ReceiveStream,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        receive_chunk_bytes: int = 64 * 1024,
+    ) -> None:
+        self._send_stream = send_stream
+        self._receive_stream = receive_stream
+        self._decoder = LineDecoder(max_line_bytes=max_message_bytes)
+        self._lines: list[bytes] = []
+        self._chunk = receive_chunk_bytes
+        self._send_lock = trio.Lock()
+        self._eof = False
+
+    async def send(self, message: str) -> None:
+        """See :meth:`MessageTransport.send`. The message must not contain a newline."""
+        if "\n" in message:
+            raise ValueError("an NDJSON message must not contain a newline")
+        async with self._send_lock:
+            try:
+                await self._send_stream.send_all(message.encode() + b"\n")
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise ConnectionLost(f"the stream was closed: {exc}") from None
+
+    async def receive(self) -> str | bytes:
+        """See :meth:`MessageTransport.receive`.
+
+        Raises:
+            ConnectionLost: end of stream, or a line longer than ``max_message_bytes``.
+        """
+        while not self._lines:
+            if self._eof:
+                raise ConnectionLost("the stream reached end of file")
+            try:
+                data = await self._receive_stream.receive_some(self._chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise ConnectionLost(f"the stream broke: {exc}") from None
+            try:
+                if data:
+                    self._lines.extend(self._decoder.feed(data))
+                else:
+                    self._eof = True
+                    self._lines.extend(self._decoder.feed_eof())
+            except ConnectionLost:
+                raise
+            except Exception as exc:
+                raise ConnectionLost(str(exc)) from exc
+        return self._lines.pop(0)
+
+    async def aclose(self) -> None:
+        """See :meth:`MessageTransport.aclose`."""
+        try:
+            await self._send_stream.aclose()
+        finally:
+            await self._receive_stream.aclose()
+
+
+class MemoryTransport(MessageTransport):
+    """One end of an in-memory transport pair; see :func:`memory_transport_pair`."""
+
+    def __init__(
+        self,
+        send_channel: trio.MemorySendChannel[str | bytes],
+        receive_channel: trio.MemoryReceiveChannel[str | bytes],
+    ) -> None:
+        self._send_channel = send_channel
+        self._receive_channel = receive_channel
+
+    async def send(self, message: str) -> None:
+        """See :meth:`MessageTransport.send`."""
+        try:
+            await self._send_channel.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ConnectionLost("the peer closed the memory transport") from None
+
+    async def receive(self) -> str | bytes:
+        """See :meth:`MessageTransport.receive`."""
+        try:
+            return await self._receive_channel.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise ConnectionLost("the peer closed the memory transport") from None
+
+    async def aclose(self) -> None:
+        """See :meth:`MessageTransport.aclose`."""
+        await self._send_channel.aclose()
+        await self._receive_channel.aclose()
+
+
+def memory_transport_pair(
+    buffer: int = MEMORY_TRANSPORT_BUFFER,
+) -> tuple[MemoryTransport, MemoryTransport]:
+    """Two connected in-memory transports: what one sends, the other receives."""
+    a_send, b_receive = trio.open_memory_channel[str | bytes](buffer)
+    b_send, a_receive = trio.open_memory_channel[str | bytes](buffer)
+    return MemoryTransport(a_send, a_receive), MemoryTransport(b_send, b_receive)
+
+
+@asynccontextmanager
+async def open_websocket_transport(
+    url: str,
+    *,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    extra_headers: Sequence[tuple[str, str]] = (),
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> AsyncIterator[WebSocketTransport]:
+    """Connect to an exec server's websocket and yield the transport.
+
+    Args:
+        url: ``ws://host:port`` or ``wss://host:port`` (path ``/`` by default).
+        token: sent as ``Authorization: Bearer <token>``.
+        ssl_context: for ``wss://``; default: the system's trust store.
+
+    Raises:
+        ConnectionLost: the connection or the upgrade failed (the message says why,
+            never the token).
+        ValueError: ``url`` is not a ``ws://`` or ``wss://`` URL.
+
+    **Cancellation:** the connection is closed.
+    """
+    if not url.startswith(("ws://", "wss://")):
+        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
+    headers = [(name.encode(), value.encode()) for name, value in extra_headers]
+    if token is not None:
+        headers.append((b"authorization", b"Bearer " + token.encode()))
+    manager = trio_websocket.open_websocket_url(
+        url,
+        ssl_context,
+        extra_headers=headers,
+        max_message_size=max_message_bytes,
+        connect_timeout=WEBSOCKET_CONNECT_TIMEOUT,
+        disconnect_timeout=WEBSOCKET_DISCONNECT_TIMEOUT,
+    )
+    try:
+        connection = await manager.__aenter__()
+    except (OSError, trio_websocket.HandshakeError, trio.TooSlowError) as exc:
+        raise ConnectionLost(f"cannot connect to {url}: {_describe_connect_error(exc)}") from None
+    transport = WebSocketTransport(connection)
+    try:
+        yield transport
+    except BaseException as exc:
+        if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await manager.__aexit__(None, None, None)
+    finally:
+        with trio.CancelScope(shield=True):
+            await transport.aclose()
+
+
+def _describe_connect_error(exc: BaseException) -> str:
+    if isinstance(exc, trio_websocket.ConnectionRejected):
+        body = (exc.body or b"").decode("utf-8", "replace").strip()
+        return f"HTTP {exc.status_code}" + (f" {body}" if body else "")
+    if isinstance(exc, trio.TooSlowError):
+        return f"no answer within {WEBSOCKET_CONNECT_TIMEOUT} s"
+    return str(exc) or type(exc).__name__
