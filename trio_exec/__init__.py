@@ -6,7 +6,14 @@ iterate over ``proc.events``. See the README for a tour.
 
 from __future__ import annotations
 
-from ._backend import DEFAULT_GRACE, CompletedProcess, ExecBackend, ExecProcess, run_process
+from ._backend import (
+    DEFAULT_GRACE,
+    CompletedProcess,
+    ExecBackend,
+    ExecProcess,
+    ProcessStatistics,
+    run_process,
+)
 from ._errors import (
     CalledProcessError,
     ConnectionLost,
@@ -48,6 +55,7 @@ __all__ = [
     "Output",
     "OutputStream",
     "ProcessId",
+    "ProcessStatistics",
     "ProtocolError",
     "ReadResult",
     "RemoteError",

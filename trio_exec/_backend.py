@@ -27,6 +27,7 @@ __all__ = [
     "CompletedProcess",
     "ExecBackend",
     "ExecProcess",
+    "ProcessStatistics",
     "run_process",
 ]
 
@@ -85,6 +86,22 @@ class ExecBackend(abc.ABC):
         """
 
 
+@attrs.frozen(kw_only=True)
+class ProcessStatistics:
+    """A snapshot of a session's event log; see :meth:`ExecProcess.statistics`."""
+
+    retained_bytes: int
+    """Output bytes retained now."""
+    retain_limit: int
+    """The bound on retained output (``retain_bytes`` of ``open_process``)."""
+    next_seq: int
+    """The seq the next event will get."""
+    first_retained_seq: int
+    """The lowest seq still retained."""
+    subscriptions: int
+    """Open subscriptions that still hold the log back."""
+
+
 class ExecProcess(abc.ABC):
     """A running process session; obtained from :meth:`ExecBackend.open_process`.
 
@@ -102,6 +119,17 @@ class ExecProcess(abc.ABC):
     def __repr__(self) -> str:
         state = "closed" if self._log.finished else "exited" if self._log.exited else "running"
         return f"<{type(self).__name__} {self.process_id!r} {state}>"
+
+    def statistics(self) -> ProcessStatistics:
+        """Return a snapshot of the event log (sizes and cursors), for monitoring and tests."""
+        log = self._log
+        return ProcessStatistics(
+            retained_bytes=log.retained_bytes,
+            retain_limit=log.retain_bytes,
+            next_seq=log.next_seq,
+            first_retained_seq=log.first_retained_seq,
+            subscriptions=log.subscription_count,
+        )
 
     # -- events ----------------------------------------------------------------------------
 

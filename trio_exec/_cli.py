@@ -129,7 +129,9 @@ async def _run(args: argparse.Namespace, backend: ExecBackend) -> int:
                         _write(sys.stdout, line.encode() + b"\n")
                     match event:
                         case Output(stream=stream, data=data) if not args.json:
-                            _write(sys.stderr if stream is OutputStream.STDERR else sys.stdout, data)
+                            _write(
+                                sys.stderr if stream is OutputStream.STDERR else sys.stdout, data
+                            )
                         case Exited(exit_code=code):
                             exit_code = code
                         case Failed(message=message):

@@ -55,6 +55,7 @@ from ._retained import DEFAULT_RETAINED_BYTES, ProcessLog
 __all__ = [
     "CLOSE_DRAIN_TIMEOUT",
     "GROUP_EXIT_TIMEOUT",
+    "PIPE_BUFFER_BYTES",
     "PTY_EXIT_SETTLE",
     "READ_CHUNK_BYTES",
     "LocalBackend",
@@ -64,6 +65,11 @@ __all__ = [
 
 READ_CHUNK_BYTES: Final = 64 * 1024
 """Largest chunk read from a pipe or PTY at once, so the largest ``Output.data`` (64 KiB)."""
+
+PIPE_BUFFER_BYTES: Final = 1024 * 1024
+"""Kernel buffer asked for each output pipe (Linux ``F_SETPIPE_SZ``; the default is 64 KiB).
+A larger buffer lets the child run ahead of a busy event loop between reads; it counts
+toward the bound on memory held for a paused consumer."""
 
 CLOSE_DRAIN_TIMEOUT: Final = 2.0
 """Seconds to wait, after the block is left and the group killed, for the child's pipes to
@@ -124,6 +130,14 @@ async def _wait_group_gone(pgid: int) -> None:
                 return
             await trio.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+
+def _grow_pipe(fd: int) -> None:
+    """Ask for a :data:`PIPE_BUFFER_BYTES` pipe buffer: fewer wake-ups for a chatty child."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BUFFER_BYTES)
+    except OSError:  # above /proc/sys/fs/pipe-max-size for an unprivileged user
+        pass
 
 
 def _pending_bytes(fd: int) -> int:
@@ -245,7 +259,8 @@ class LocalProcess(ExecProcess):
             finally:
                 trio.lowlevel.notify_closing(pidfd)
                 os.close(pidfd)
-            result = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+            # Never blocks: the pidfd said the child exited.
+            result = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)  # noqa: ASYNC222
         assert result is not None
         return result
 
@@ -276,7 +291,7 @@ class LocalProcess(ExecProcess):
         with trio.move_on_after(CLOSE_DRAIN_TIMEOUT):
             await self._done.wait()
         self._gone = True
-        self._popen.wait()  # immediate: the child exited
+        self._popen.poll()
         self._reaped = True
         await _wait_group_gone(self.pid)
 
@@ -444,9 +459,9 @@ async def _spawn(
         if stdin_w is not None:
             parent_fds.append(stdin_w)
         command = args if arg0 is None else [arg0, *args[1:]]
-        popen = await trio.to_thread.run_sync(
-            partial(
-                subprocess.Popen,
+
+        def popen() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
                 command,
                 executable=None if arg0 is None else args[0],
                 stdin=stdin,
@@ -457,7 +472,8 @@ async def _spawn(
                 start_new_session=True,
                 preexec_fn=preexec,
             )
-        )
+
+        child = await trio.to_thread.run_sync(popen)
     except OSError as exc:
         for fd in parent_fds:
             os.close(fd)
@@ -472,8 +488,10 @@ async def _spawn(
             os.close(fd)
     for _, fd in outputs:
         os.set_blocking(fd, False)
+        if not tty:
+            _grow_pipe(fd)
     return _Child(
-        popen=popen,
+        popen=child,
         outputs=outputs,
         stdin=None if stdin_w is None else trio.lowlevel.FdStream(stdin_w),
         master=master,

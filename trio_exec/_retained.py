@@ -101,6 +101,11 @@ class ProcessLog:
         return self._bytes
 
     @property
+    def subscription_count(self) -> int:
+        """Subscriptions that still pin the log."""
+        return len(self._subscriptions)
+
+    @property
     def first_retained_seq(self) -> int:
         """Every seq at or above this one is still retained (if it was output)."""
         return self._evicted_through + 1
@@ -150,7 +155,7 @@ class ProcessLog:
 
         Called when a session ends, since nobody is left to consume its subscriptions.
         """
-        self._backpressure = False
+        self._backpressure = True
         self._space.unpark_all()
 
     def set_exited(self, exit_code: int, signal: int | None = None) -> Exited:
@@ -212,12 +217,18 @@ class ProcessLog:
 
     # -- consumers -------------------------------------------------------------------------
 
-    def event_at(self, seq: int) -> Event | None:
+    def event_at(self, seq: int) -> Output | Exited | Closed | None:
         """The first retained event with a seq >= ``seq``, or None if there is none yet."""
         index = bisect.bisect_left(self._seqs, seq, lo=self._start)
-        best: Event | None = self._chunks[index] if index < len(self._chunks) else None
+        best: Output | Exited | Closed | None = (
+            self._chunks[index] if index < len(self._chunks) else None
+        )
         for terminal in (self._exited, self._closed):
-            if terminal is not None and terminal.seq >= seq and (best is None or terminal.seq < best.seq):
+            if (
+                terminal is not None
+                and terminal.seq >= seq
+                and (best is None or terminal.seq < best.seq)
+            ):
                 best = terminal
         return best
 
@@ -243,10 +254,7 @@ class ProcessLog:
             total += len(chunk.data)
             if max_bytes is not None and total >= max_bytes:
                 break
-        if max_bytes is not None and chunks:
-            next_seq = chunks[-1].seq + 1
-        else:
-            next_seq = self._next_seq
+        next_seq = chunks[-1].seq + 1 if max_bytes is not None and chunks else self._next_seq
         exited = self._exited
         return ReadResult(
             chunks=tuple(chunks),

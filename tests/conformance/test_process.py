@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -120,42 +121,48 @@ async def test_bad_cwd_is_spawn_error(backend: tx.ExecBackend) -> None:
     assert info.value.errno == errno.ENOENT
 
 
-async def test_not_executable_is_spawn_error(backend: tx.ExecBackend, tmp_path: os.PathLike[str]) -> None:
-    script = os.path.join(tmp_path, "script.sh")
-    with open(script, "w") as f:
-        f.write("echo hi\n")
+async def test_not_executable_is_spawn_error(backend: tx.ExecBackend, tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_bytes(b"echo hi\n")  # not executable
     with pytest.raises(tx.SpawnError) as info:
-        async with backend.open_process([script]):
+        async with backend.open_process([str(script)]):
             raise AssertionError("must not start")
     assert info.value.errno == errno.EACCES
 
 
 @pytest.mark.parametrize(
     ("argv", "error"),
-    [([], ValueError), ("echo hi", TypeError), (["echo", b"hi"], TypeError), (["a\0b"], ValueError)],
+    [
+        ([], ValueError),
+        ("echo hi", TypeError),
+        (["echo", b"hi"], TypeError),
+        (["a\0b"], ValueError),
+    ],
 )
-async def test_bad_argv_is_rejected(backend: tx.ExecBackend, argv: object, error: type[Exception]) -> None:
+async def test_bad_argv_is_rejected(
+    backend: tx.ExecBackend, argv: object, error: type[Exception]
+) -> None:
     with pytest.raises(error):
         async with backend.open_process(argv):  # type: ignore[arg-type]
             raise AssertionError("must not start")
 
 
-async def test_cwd_env_and_arg0(backend: tx.ExecBackend, tmp_path: os.PathLike[str]) -> None:
+async def test_cwd_env_and_arg0(backend: tx.ExecBackend, tmp_path: Path) -> None:
     script = 'printf "%s|%s|%s" "$PWD" "$ONLY" "$0"'
     env = {"ONLY": "value", "PATH": os.environ["PATH"]}
-    async with backend.open_process(
-        ["sh", "-c", script, "zero"], cwd=tmp_path, env=env
-    ) as proc:
+    async with backend.open_process(["sh", "-c", script, "zero"], cwd=tmp_path, env=env) as proc:
         events = await collect(proc)
     out = check_event_stream(events).output[STDOUT].decode()
-    assert out == f"{os.path.realpath(tmp_path)}|value|zero"
+    assert out == f"{await trio.Path(tmp_path).resolve()}|value|zero"
     async with backend.open_process(["sh", "-c", "echo $0"], arg0="custom-name") as proc:
         events = await collect(proc)
     assert check_event_stream(events).output[STDOUT] == b"custom-name\n"
 
 
 async def test_env_is_exact(backend: tx.ExecBackend) -> None:
-    async with backend.open_process([sys.executable, "-c", "import os; print(sorted(os.environ))"], env={"A": "1"}) as proc:
+    async with backend.open_process(
+        [sys.executable, "-c", "import os; print(sorted(os.environ))"], env={"A": "1"}
+    ) as proc:
         events = await collect(proc)
     names = eval(check_event_stream(events).output[STDOUT])  # a printed list of str
     assert set(names) - {"LC_CTYPE"} == {"A"}
@@ -201,6 +208,7 @@ async def test_large_write_is_echoed_whole(backend: tx.ExecBackend) -> None:
     async with backend.open_process(["cat"], pipe_stdin=True) as proc:
         events_task: list[tx.Event] = []
         async with trio.open_nursery() as nursery:
+
             async def consume() -> None:
                 events_task.extend(await collect(proc))
 
@@ -221,7 +229,9 @@ async def test_read_cursor_and_max_bytes(backend: tx.ExecBackend) -> None:
         await proc.wait_closed()
         everything = await proc.read()
         assert b"".join(c.data for c in everything.chunks) == b"chunk0chunk1chunk2chunk3chunk4"
-        assert everything.exited and everything.closed and everything.exit_code == 0
+        assert everything.exited
+        assert everything.closed
+        assert everything.exit_code == 0
         last = everything.chunks[-1].seq
         assert everything.next_seq == last + 3  # past Exited and Closed
         first = await proc.read(after_seq=0, max_bytes=0)
@@ -230,11 +240,14 @@ async def test_read_cursor_and_max_bytes(backend: tx.ExecBackend) -> None:
         rest = await proc.read(after_seq=first.chunks[0].seq)
         assert [c.seq for c in rest.chunks] == [c.seq for c in everything.chunks[1:]]
         tail = await proc.read(after_seq=everything.next_seq)
-        assert tail.chunks == () and tail.closed
+        assert tail.chunks == ()
+        assert tail.closed
 
 
 async def test_long_poll_returns_early_on_output_and_exit(backend: tx.ExecBackend) -> None:
-    async with backend.open_process(["sh", "-c", "read x; echo late; read y; exit 7"], pipe_stdin=True) as proc:
+    async with backend.open_process(
+        ["sh", "-c", "read x; echo late; read y; exit 7"], pipe_stdin=True
+    ) as proc:
         async with trio.open_nursery() as nursery:
             result: list[tx.ReadResult] = []
 
@@ -260,7 +273,9 @@ async def test_read_wait_times_out_empty(backend: tx.ExecBackend) -> None:
     async with backend.open_process(["sleep", "30"]) as proc:
         with trio.fail_after(TIMEOUT):
             result = await proc.read(after_seq=0, wait=0.05)
-        assert result.chunks == () and not result.exited and not result.closed
+        assert result.chunks == ()
+        assert not result.exited
+        assert not result.closed
 
 
 async def test_retention_evicts_oldest_and_reports_gap(backend: tx.ExecBackend) -> None:
@@ -301,7 +316,8 @@ async def test_tty_resize_delivers_sigwinch(backend: tx.ExecBackend) -> None:
         events = proc.events
         with trio.fail_after(TIMEOUT):
             first = await events.receive()
-            assert isinstance(first, tx.Output) and first.data == b"ready\r\n"
+            assert isinstance(first, tx.Output)
+            assert first.data == b"ready\r\n"
             await proc.resize(40, 132)
             rest = [event async for event in events]
     summary = check_event_stream([first, *rest])
@@ -324,9 +340,7 @@ async def test_tty_write_and_eof(backend: tx.ExecBackend) -> None:
             assert await proc.write(b"typed\n") is tx.WriteStatus.ACCEPTED
             assert await proc.close_stdin() is tx.WriteStatus.ACCEPTED  # ^D at line start
             rest = [event async for event in events]
-    summary = check_event_stream(
-        [tx.Output(seq=1, stream=PTY, data=b"ready\r\n"), *rest]
-    )
+    summary = check_event_stream([tx.Output(seq=1, stream=PTY, data=b"ready\r\n"), *rest])
     assert summary.output[PTY] == b"ready\r\ntyped\r\n"
     assert summary.exit_code == 0
 
@@ -405,10 +419,16 @@ async def test_no_orphans_after_cancellation(backend: tx.ExecBackend) -> None:
 
 
 async def test_no_orphans_after_exception(backend: tx.ExecBackend) -> None:
-    with pytest.raises(KeyError):
+    groups: list[int] = []
+
+    async def fail_inside() -> None:
         async with backend.open_process(["sh", "-c", _GRANDCHILDREN], grace=0.5) as proc:
-            pgid = await _start_and_get_group(proc)
+            groups.append(await _start_and_get_group(proc))
             raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        await fail_inside()
+    pgid = groups[0]
     assert not group_alive(pgid)
 
 

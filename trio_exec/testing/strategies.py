@@ -14,10 +14,13 @@ Requires ``hypothesis`` (a test dependency, not a run-time one).
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import signal as _signal
 import sys
+import zlib
 from collections.abc import Sequence
+from typing import Final
 
 import attrs
 from hypothesis import strategies as st
@@ -26,24 +29,36 @@ from .._events import Closed, Event, Exited, Output, OutputStream
 
 __all__ = [
     "DEFAULT_SIGNALS",
+    "MAX_PLAN_CHARS",
     "ChildProgram",
     "child_programs",
     "chunkings",
     "event_streams",
 ]
 
-DEFAULT_SIGNALS: tuple[int, ...] = (_signal.SIGTERM, _signal.SIGKILL, _signal.SIGHUP, _signal.SIGUSR1)
+DEFAULT_SIGNALS: tuple[int, ...] = (
+    _signal.SIGTERM,
+    _signal.SIGKILL,
+    _signal.SIGHUP,
+    _signal.SIGUSR1,
+)
 """Signals a generated child may end itself with (each has a default action of terminate)."""
 
+MAX_PLAN_CHARS: Final = 128 * 1024
+"""The longest compressed plan :meth:`ChildProgram.argv` can put on a command line (Linux's
+limit on one argument). Generated writes repeat a short random pattern, so they compress
+well; a program with large incompressible writes does not fit."""
+
 _SCRIPT = """\
-import base64, json, os, signal, sys
-plan = json.loads(sys.argv[1])
+import base64, json, os, signal, sys, zlib
+plan = json.loads(zlib.decompress(base64.b64decode(sys.argv[1])))
 for fd, chunk in plan["writes"]:
     view = memoryview(base64.b64decode(chunk))
     while view:
         view = view[os.write(fd, view):]
 if plan["signal"] is not None:
-    signal.signal(plan["signal"], signal.SIG_DFL)
+    if plan["signal"] != signal.SIGKILL:
+        signal.signal(plan["signal"], signal.SIG_DFL)
     os.kill(os.getpid(), plan["signal"])
 os._exit(plan["exit_code"])
 """
@@ -70,7 +85,12 @@ class ChildProgram:
             "exit_code": self.exit_code,
             "signal": self.signal,
         }
-        return [python, "-c", _SCRIPT, json.dumps(plan)]
+        packed = base64.b64encode(zlib.compress(json.dumps(plan).encode())).decode()
+        if len(packed) >= MAX_PLAN_CHARS:
+            raise ValueError(
+                f"the program's plan is too large for a command line ({len(packed)} chars)"
+            )
+        return [python, "-c", _SCRIPT, packed]
 
     @property
     def expected_output(self) -> dict[OutputStream, bytes]:
@@ -103,7 +123,7 @@ def child_programs(
     sizes = st.one_of(st.integers(1, 64), st.integers(1, max_write_bytes))
     write = st.tuples(
         st.sampled_from([OutputStream.STDOUT, OutputStream.STDERR]),
-        sizes.flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+        st.builds(_repeat_to, st.binary(min_size=1, max_size=64), sizes),
     )
     ending = st.one_of(
         st.tuples(st.integers(0, 255), st.none()),
@@ -116,20 +136,23 @@ def child_programs(
     )
 
 
+def _repeat_to(pattern: bytes, size: int) -> bytes:
+    """``pattern`` repeated and cut to ``size`` bytes: random, yet compressible."""
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
 def chunkings(data: bytes, *, max_pieces: int = 32) -> st.SearchStrategy[list[bytes]]:
     """Strategy for splittings of ``data`` into non-empty pieces that join back to it."""
     if not data:
         return st.just([])
     cuts = st.lists(st.integers(1, len(data) - 1), max_size=min(max_pieces - 1, len(data) - 1))
     return cuts.map(
-        lambda points: [
-            data[a:b] for a, b in _pairs([0, *sorted(set(points)), len(data)])
-        ]
+        lambda points: [data[a:b] for a, b in _pairs([0, *sorted(set(points)), len(data)])]
     )
 
 
 def _pairs(bounds: list[int]) -> list[tuple[int, int]]:
-    return list(zip(bounds, bounds[1:], strict=False))
+    return list(itertools.pairwise(bounds))
 
 
 @st.composite

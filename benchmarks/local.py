@@ -1,0 +1,75 @@
+"""Local backend benchmarks, each beside its baseline measured in the same run.
+
+* spawn and wait of ``/bin/true``, sequentially: trio_exec vs ``trio.run_process``;
+* draining 256 MiB from ``head -c`` through ``proc.events`` vs 64 KiB reads of
+  ``trio.lowlevel.open_process(...).stdout``.
+
+Ratios are ours / baseline (higher is better); machines are noisy, so each figure is
+the best of a few runs, alternating ours and the baseline.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import trio
+
+import trio_exec as tx
+
+from ._common import report, timed
+
+SPAWNS = 300
+DRAIN_BYTES = 256 * 1024 * 1024
+REPEATS = 3
+
+
+async def spawn_ours() -> None:
+    for _ in range(SPAWNS):
+        async with tx.open_process(["/bin/true"]) as proc:
+            await proc.wait()
+
+
+async def spawn_trio() -> None:
+    for _ in range(SPAWNS):
+        await trio.run_process(["/bin/true"])
+
+
+async def drain_ours() -> None:
+    total = 0
+    async with tx.open_process(["head", "-c", str(DRAIN_BYTES), "/dev/zero"]) as proc:
+        async for event in proc.events:
+            if isinstance(event, tx.Output):
+                total += len(event.data)
+    assert total == DRAIN_BYTES, total
+
+
+async def drain_trio() -> None:
+    total = 0
+    proc = await trio.lowlevel.open_process(
+        ["head", "-c", str(DRAIN_BYTES), "/dev/zero"], stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    while data := await proc.stdout.receive_some(65536):
+        total += len(data)
+    await proc.stdout.aclose()
+    await proc.wait()
+    assert total == DRAIN_BYTES, total
+
+
+async def main() -> int:
+    ours_spawn = trio_spawn = ours_drain = trio_drain = 0.0
+    for _ in range(REPEATS):
+        trio_spawn = max(trio_spawn, SPAWNS / await timed(spawn_trio))
+        ours_spawn = max(ours_spawn, SPAWNS / await timed(spawn_ours))
+        trio_drain = max(trio_drain, DRAIN_BYTES / 2**20 / await timed(drain_trio))
+        ours_drain = max(ours_drain, DRAIN_BYTES / 2**20 / await timed(drain_ours))
+    ok = report("spawn+wait /bin/true x300", ours_spawn, trio_spawn, "/s", "trio.run_process", 0.85)
+    ok &= report(
+        "drain 256 MiB via events", ours_drain, trio_drain, "MiB/s", "raw 64 KiB reads", 0.8
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(trio.run(main))

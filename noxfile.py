@@ -1,0 +1,46 @@
+"""Automation: ``nox -s lint typecheck tests`` is the whole check; ``bench`` and ``demo`` too."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole tree."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on trio_exec and the tests (configured in pyproject.toml)."""
+    session.install("-e", ".[test]", "mypy")
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The pytest suite, including the interoperability tests against the reference server
+    (installed from npm into .cache/reference on first use)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmarks, each printed beside its baseline measured in the same run."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "benchmarks.local")
+    session.run("python", "-m", "benchmarks.remote")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: a process run through an exec server embedded in the same program."""
+    session.install("-e", ".")
+    session.run("python", "examples/embedded_server.py")
