@@ -1,23 +1,19 @@
 """Fixtures shared by the whole suite.
 
-``backend`` is the conformance fixture: every test that takes it runs once per backend.
+The ``exec_backend`` fixture comes from trio_exec's own pytest plugin
+(``trio_exec.testing.pytest_plugin``, registered through the ``pytest11`` entry point);
+``backend`` is the conformance suite's name for it: every test that takes it runs once
+per backend.
 """
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
 
 import pytest
 
 import trio_exec as tx
 
-BACKENDS = ["local"]
 
-
-@pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tx.ExecBackend]:
+@pytest.fixture
+def backend(exec_backend: tx.ExecBackend) -> tx.ExecBackend:
     """Each backend in turn: ``local``, ``remote`` (our client against our server)."""
-    if request.param == "local":
-        yield tx.LocalBackend()
-    else:  # pragma: no cover - every param is handled above
-        raise AssertionError(request.param)
+    return exec_backend

@@ -13,7 +13,7 @@ import os
 import signal as _signal
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 import attrs
 import trio
@@ -21,6 +21,9 @@ import trio
 from ._errors import CalledProcessError
 from ._events import Closed, Event, Exited, Failed, Output, OutputStream, ReadResult, WriteStatus
 from ._retained import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
+
+if TYPE_CHECKING:
+    from ._stream import ProcessStream, StderrSink
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -84,6 +87,28 @@ class ExecBackend(abc.ABC):
 
         **Cancellation:** if cancelled while starting, no process is left behind.
         """
+
+    def open_stream(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        stderr: StderrSink = None,
+        grace: float = DEFAULT_GRACE,
+    ) -> AbstractAsyncContextManager[ProcessStream]:
+        """Start ``argv`` with piped stdin and yield it as a byte stream.
+
+        A :class:`ProcessStream` is a :class:`trio.abc.HalfCloseableStream`: ``send_all``
+        writes to stdin, ``receive_some`` reads stdout in seq order, ``send_eof`` closes
+        stdin, ``aclose`` ends the process. ``stderr`` goes to a callback, a logger, or
+        the ``trio_exec.stream`` logger. See :func:`trio_exec.open_stream` for the rest.
+
+        **Cancellation:** as :meth:`open_process`: the child is terminated and reaped.
+        """
+        from ._stream import open_stream
+
+        return open_stream(self, argv, cwd=cwd, env=env, stderr=stderr, grace=grace)
 
 
 @attrs.frozen(kw_only=True)

@@ -51,6 +51,7 @@ from ._backend import (
 from ._errors import SpawnError, UnsupportedOperation
 from ._events import OutputStream, WriteStatus
 from ._retained import DEFAULT_RETAINED_BYTES, ProcessLog
+from ._util import open_service_nursery
 
 __all__ = [
     "CLOSE_DRAIN_TIMEOUT",
@@ -366,7 +367,8 @@ class LocalProcess(ExecProcess):
                 return WriteStatus.STDIN_CLOSED
             self._stdin_closed = True
             await self._stdin.aclose()
-        return WriteStatus.ACCEPTED
+        # Closing the pipe always works; a child that already exited had no stdin left.
+        return WriteStatus.STDIN_CLOSED if self._child_exited.is_set() else WriteStatus.ACCEPTED
 
     async def signal(self, sig: int | _signal.Signals) -> None:
         """See :meth:`ExecProcess.signal`."""
@@ -562,24 +564,15 @@ class LocalBackend(ExecBackend):
         try:
             child = await _spawn(args, cwd=cwd, env=env, tty=tty, pipe_stdin=pipe_stdin, arg0=arg0)
             proc = LocalProcess(pid, child, log)
-            body_error: BaseException | None = None
             try:
-                async with trio.open_nursery() as nursery:
+                async with open_service_nursery() as nursery:
                     nursery.start_soon(proc._run)
                     try:
                         yield proc
-                    except BaseException as exc:
-                        body_error = exc
-                        raise
                     finally:
                         with trio.CancelScope(shield=True):
                             await proc._shutdown(grace)
                         proc._tasks_scope.cancel()
-            except BaseExceptionGroup as group:
-                # The block's own exception comes out as itself, not wrapped in a group.
-                if body_error is not None and list(group.exceptions) == [body_error]:
-                    raise body_error from body_error.__cause__
-                raise
             finally:
                 proc._release()
         finally:

@@ -155,7 +155,7 @@ class ProcessLog:
 
         Called when a session ends, since nobody is left to consume its subscriptions.
         """
-        self._backpressure = True
+        self._backpressure = False
         self._space.unpark_all()
 
     def set_exited(self, exit_code: int, signal: int | None = None) -> Exited:

@@ -14,12 +14,14 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
+from urllib.parse import urlsplit
 
 import trio
 import trio_websocket
 
 from ._errors import ConnectionLost
 from ._protocol import LineDecoder
+from ._util import open_service_nursery
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -264,34 +266,61 @@ async def open_websocket_transport(
 
     **Cancellation:** the connection is closed.
     """
-    if not url.startswith(("ws://", "wss://")):
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
     headers = [(name.encode(), value.encode()) for name, value in extra_headers]
     if token is not None:
         headers.append((b"authorization", b"Bearer " + token.encode()))
-    manager = trio_websocket.open_websocket_url(
-        url,
-        ssl_context,
-        extra_headers=headers,
-        max_message_size=max_message_bytes,
-        connect_timeout=WEBSOCKET_CONNECT_TIMEOUT,
-        disconnect_timeout=WEBSOCKET_DISCONNECT_TIMEOUT,
-    )
+    host = parts.hostname
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    stream: trio.abc.Stream | None = None
+    connected = False
     try:
-        connection = await manager.__aenter__()
-    except (OSError, trio_websocket.HandshakeError, trio.TooSlowError) as exc:
-        raise ConnectionLost(f"cannot connect to {url}: {_describe_connect_error(exc)}") from None
-    transport = WebSocketTransport(connection)
-    try:
-        yield transport
-    except BaseException as exc:
-        if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
+        async with open_service_nursery() as nursery:
+            with trio.fail_after(WEBSOCKET_CONNECT_TIMEOUT):
+                if parts.scheme == "wss":
+                    context = ssl_context or ssl.create_default_context()
+                    stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=context)
+                else:
+                    stream = await trio.open_tcp_stream(host, port)
+                connection = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    stream,
+                    host,
+                    resource,
+                    extra_headers=headers,
+                    max_message_size=max_message_bytes,
+                )
+            connected = True
+            transport = WebSocketTransport(connection)
+            try:
+                yield transport
+            finally:
+                with trio.move_on_after(WEBSOCKET_DISCONNECT_TIMEOUT) as scope:
+                    scope.shield = True
+                    await transport.aclose()
+                nursery.cancel_scope.cancel()
+    except _CONNECT_ERRORS as exc:
+        if connected:
             raise
-    else:
-        await manager.__aexit__(None, None, None)
+        raise ConnectionLost(f"cannot connect to {url}: {_describe_connect_error(exc)}") from None
+    except BaseExceptionGroup as group:
+        # trio-websocket raises a refused upgrade from its reader task, so in a group.
+        matched, rest = group.split(_CONNECT_ERRORS)
+        if connected or matched is None or rest is not None:
+            raise
+        reason = _describe_connect_error(matched.exceptions[0])
+        raise ConnectionLost(f"cannot connect to {url}: {reason}") from None
     finally:
-        with trio.CancelScope(shield=True):
-            await transport.aclose()
+        # Also after a refused upgrade, which trio-websocket leaves open.
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+
+_CONNECT_ERRORS: Final = (OSError, trio_websocket.HandshakeError, trio.TooSlowError)
 
 
 def _describe_connect_error(exc: BaseException) -> str:

@@ -691,14 +691,19 @@ async def scenario_terminate_running(d: RawDriver) -> Transcript:
 
 
 async def scenario_signal_interrupt(d: RawDriver) -> Transcript:
-    """signal interrupt delivers SIGINT: a trap runs; an untrapped child exits 130."""
+    """signal interrupt delivers SIGINT: a trap runs; an untrapped child exits 130.
+
+    The child writes with ``os.write`` (no buffer, no lock): a handler that used ``print``
+    could hit "reentrant call inside BufferedWriter" when the signal lands while the main
+    code is still returning from its own ``print``.
+    """
     code = (
-        "import signal, sys, time\n"
+        "import os, signal, time\n"
         "def on_int(signum, frame):\n"
-        "    print('trapped', flush=True)\n"
-        "    sys.exit(5)\n"
+        "    os.write(1, b'trapped\\n')\n"
+        "    os._exit(5)\n"
         "signal.signal(signal.SIGINT, on_int)\n"
-        "print('ready', flush=True)\n"
+        "os.write(1, b'ready\\n')\n"
         "time.sleep(60)\n"
     )
     await d.start("trap", _py(code))

@@ -143,8 +143,8 @@ def _repeat_to(pattern: bytes, size: int) -> bytes:
 
 def chunkings(data: bytes, *, max_pieces: int = 32) -> st.SearchStrategy[list[bytes]]:
     """Strategy for splittings of ``data`` into non-empty pieces that join back to it."""
-    if not data:
-        return st.just([])
+    if len(data) < 2:
+        return st.just([data] if data else [])
     cuts = st.lists(st.integers(1, len(data) - 1), max_size=min(max_pieces - 1, len(data) - 1))
     return cuts.map(
         lambda points: [data[a:b] for a, b in _pairs([0, *sorted(set(points)), len(data)])]

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import trio_exec as tx
 from trio_exec.testing import check_event_stream
+from trio_exec.testing.pytest_plugin import BACKEND_KINDS, open_backend
 from trio_exec.testing.strategies import ChildProgram, child_programs
 
 from ..conformance.helpers import TIMEOUT
@@ -20,13 +21,17 @@ _SETTINGS = settings(
 )
 
 
+@pytest.fixture(params=BACKEND_KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """The backend kind; each hypothesis example opens its own (fixtures span examples)."""
+    return str(request.param)
+
+
 @_SETTINGS
 @given(program=child_programs())
-async def test_generated_child_streams_are_exact(
-    backend: tx.ExecBackend, program: ChildProgram
-) -> None:
+async def test_generated_child_streams_are_exact(kind: str, program: ChildProgram) -> None:
     """Random bytes, chunk sizes and endings: the stream is exact and ordered."""
-    async with backend.open_process(program.argv()) as proc:
+    async with open_backend(kind) as backend, backend.open_process(program.argv()) as proc:
         with trio.fail_after(TIMEOUT):
             events = [event async for event in proc.events]
     summary = check_event_stream(
@@ -44,7 +49,7 @@ async def test_generated_child_streams_are_exact(
     how=st.sampled_from(["terminate", "kill", "leave"]),
 )
 async def test_killed_at_random_times(
-    backend: tx.ExecBackend, program: ChildProgram, delay: float, how: str
+    kind: str, program: ChildProgram, delay: float, how: str
 ) -> None:
     """Killed at a random moment, the stream still obeys the invariants and what
     arrived is a prefix of what the child meant to write."""
@@ -53,7 +58,7 @@ async def test_killed_at_random_times(
     argv = program.argv()
     argv[2] = argv[2].replace('os._exit(plan["exit_code"])', "import time; time.sleep(60)")
     with trio.fail_after(TIMEOUT):
-        async with backend.open_process(argv, grace=0.5) as proc:
+        async with open_backend(kind) as backend, backend.open_process(argv, grace=0.5) as proc:
             subscription = proc.subscribe()
             await trio.sleep(delay)
             if how == "terminate":

@@ -1,0 +1,1161 @@
+"""The exec server: JSON-RPC over a message transport, adapted to a :class:`LocalBackend`.
+
+Theory of operation
+-------------------
+One :class:`ExecServer` serves many connections; each connection is one *session* with its
+own process table (process ids are scoped to the connection, as in the reference server).
+A connection runs these tasks in one nursery:
+
+* the **reader** receives frames, decodes them and dispatches them *in arrival order*. The
+  handshake (``initialize`` / ``initialized``) and every decoding error are handled inline,
+  so their effect is ordered with the frames that follow. Every other request gets its own
+  **handler** task, so a long-poll ``process/read`` never delays another request. A
+  semaphore bounds the handlers in flight (:data:`MAX_IN_FLIGHT_REQUESTS`): when it is
+  exhausted the reader stops reading, which pushes back on the client instead of growing
+  memory or failing requests.
+* the **writer** is the only task that sends on the transport. Everything else puts encoded
+  messages on a bounded memory channel (:data:`OUTBOUND_QUEUE_MESSAGES`). Reading and
+  writing are independent, so pipelining any number of requests never deadlocks (the
+  reference's single-task pump deadlocks near 230 pipelined requests).
+* one **process task** per started process owns the process's ``open_process`` block. It
+  subscribes to the process's events before ``process/start`` is answered, and a
+  **forwarder** turns them into ``process/output``, ``process/exited`` and
+  ``process/closed`` notifications once the start response is queued. Notifications of a
+  process are therefore sent after its start response and in seq order. The subscription
+  holds back the child when the client reads slowly (see :mod:`trio_exec._retained`):
+  nothing is dropped and memory stays bounded. When the process is closed, the block is
+  left (the child is reaped and what is left of its process group is killed) and its
+  entry stays readable, its id reserved, for :data:`CLOSED_PROCESS_RETENTION`.
+
+When the connection ends (the peer closed it, the transport broke, or the server is
+cancelled) the nursery is cancelled: every process block is left, which terminates the
+child's process group (SIGTERM, SIGKILL after :data:`SESSION_END_GRACE`) and reaps it.
+Sessions cannot be resumed: an ``initialize`` with ``resumeSessionId`` is answered
+``unknown session id``, as the reference does once a session expired.
+
+Writes to one process (``process/write`` and ``process/closeStdin``) are performed in the
+order their requests arrived, even though each runs in its own task.
+
+Differences from the reference server (``codex exec-server`` 0.169)
+-------------------------------------------------------------------
+Stronger guarantees: all requests are handled concurrently; notifications follow the start
+response; output the child wrote before exiting precedes ``process/exited``. Other
+deliberate differences:
+
+* A notification other than ``initialized`` (also ``initialized`` before ``initialize``) and
+  a response from the client are ignored (logged at debug level). The reference drops the
+  connection, and with it every process of the session; a notification cannot be answered
+  and a dropped connection cannot be told why.
+* Operations on a process that is still being spawned wait for the spawn to finish (a few
+  milliseconds) instead of answering ``starting`` / ``process id X is starting``.
+* ``process/write`` (and ``process/closeStdin``) to a process whose child is gone answers
+  ``stdinClosed``; the reference answers ``accepted`` and drops the bytes.
+* ``process/terminate`` without ``graceMs`` SIGKILLs the process group at once, like the
+  reference; with ``graceMs`` (extension ``gracefulTerminate``) it sends SIGTERM first and
+  answers once the child exited.
+* Leaving a closed process's block kills what is left of its process group (a background
+  daemon that closed its output), so nothing outlives the session.
+* A child on a terminal that a signal ended reports ``128 + N`` like any other child; the
+  reference reports 1.
+* Output notifications carry up to 64 KiB (the reference: 8 KiB).
+"""
+
+from __future__ import annotations
+
+import enum
+import errno as _errno
+import hashlib
+import hmac
+import http
+import logging
+import math
+import os
+import signal as _signal
+import ssl
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from fnmatch import fnmatchcase
+from typing import Any, Final, NoReturn
+
+import attrs
+import h11
+import trio
+import trio_websocket
+
+from ._errors import ConnectionLost, SpawnError
+from ._events import Closed, Event, Exited, Failed, Output, WriteStatus
+from ._local import LocalBackend, LocalProcess
+from ._protocol import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    UNKNOWN_REQUEST_ID,
+    ClosedNotification,
+    CloseStdinParams,
+    CloseStdinResult,
+    ErrorResponse,
+    ExitedNotification,
+    Extension,
+    InitializeParams,
+    InitializeResult,
+    ListParams,
+    ListResult,
+    Notification,
+    OutputNotification,
+    ProcessInfo,
+    ReadParams,
+    Request,
+    RequestId,
+    RequestParams,
+    RequestResult,
+    ResizeParams,
+    ResizeResult,
+    Response,
+    RpcDecodeError,
+    SignalParams,
+    SignalResult,
+    StartParams,
+    StartResult,
+    TerminateParams,
+    TerminateResult,
+    WriteParams,
+    WriteResult,
+    decode_message,
+    decode_params,
+    encode_message,
+    make_error_response,
+    make_notification,
+    make_response,
+)
+from ._retained import DEFAULT_RETAINED_BYTES
+from ._transport import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    WEBSOCKET_DISCONNECT_TIMEOUT,
+    MessageTransport,
+    StreamTransport,
+    WebSocketTransport,
+)
+
+__all__ = [
+    "CLOSED_PROCESS_RETENTION",
+    "HTTP_HEAD_TIMEOUT",
+    "MAX_HTTP_HEAD_BYTES",
+    "MAX_IN_FLIGHT_REQUESTS",
+    "OUTBOUND_QUEUE_MESSAGES",
+    "SERVER_EXTENSIONS",
+    "SESSION_END_GRACE",
+    "WRITE_ID_MEMORY",
+    "ExecServer",
+    "ServerStatistics",
+    "serve_stdio",
+    "serve_websocket",
+]
+
+_logger = logging.getLogger("trio_exec.server")
+
+# -- limits ------------------------------------------------------------------------------------
+
+CLOSED_PROCESS_RETENTION: Final = 80.0
+"""Seconds a closed process stays readable, and its id reserved, after it closed.
+
+The same as the reference server 0.169 (its source says 30 s; the binary keeps 80 s). A
+long retention lets a client read the tail of a process it was not watching; a process
+that never closes (a grandchild keeps its output open) is kept until the session ends.
+"""
+
+WRITE_ID_MEMORY: Final = 4096
+"""Accepted ``writeId`` values remembered per process; a repeat is acknowledged, not written.
+
+The same as the reference. Older ids are forgotten first.
+"""
+
+MAX_IN_FLIGHT_REQUESTS: Final = 1024
+"""Requests of one connection that are being handled at once (long-polls included).
+
+When the bound is reached the server stops reading the connection until a request
+finishes: backpressure on the client, never an error and never a deadlock. Memory per
+connection is bounded by this times the largest response (a ``process/read`` returns at
+most the retained output of one process, 1 MiB by default).
+"""
+
+OUTBOUND_QUEUE_MESSAGES: Final = 16
+"""Encoded messages waiting for the writer task, per connection.
+
+Responses and notifications wait for room; since notifications wait, a client that reads
+slowly slows the children (through the event subscriptions) instead of growing memory.
+"""
+
+SESSION_END_GRACE: Final = 1.0
+"""Seconds between SIGTERM and SIGKILL to a child's process group when its session ends.
+
+A connection that closes (or a server that is cancelled) ends its session. The reference
+SIGKILLs at once; one second lets a child that handles SIGTERM clean up.
+"""
+
+HTTP_HEAD_TIMEOUT: Final = 10.0
+"""Seconds a websocket client may take to send its HTTP request head and finish the upgrade."""
+
+MAX_HTTP_HEAD_BYTES: Final = 16 * 1024
+"""Largest HTTP request head accepted on the websocket port; a longer one gets 431."""
+
+SERVER_EXTENSIONS: Final = tuple(extension.value for extension in Extension)
+"""The extensions this server advertises in the ``initialize`` result: all of them."""
+
+_CORE_ENV_VARS: Final = frozenset(
+    {"HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP"}
+)
+_DEFAULT_ENV_EXCLUDES: Final = ("*KEY*", "*SECRET*", "*TOKEN*")
+_PROTOCOL_PARSE_PREFIX: Final = "failed to parse JSON-RPC message: "
+_STDIO_PARSE_PREFIX: Final = "failed to parse JSON-RPC message from exec-server stdio"
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ServerStatistics:
+    """What :meth:`ExecServer.statistics` returns: a snapshot over all connections."""
+
+    connections: int
+    """Connections being served."""
+    processes: int
+    """Processes in the connections' tables: starting, running, or closed and retained."""
+    running_processes: int
+    """Processes whose exit is not known yet."""
+    in_flight_requests: int
+    """Requests being handled."""
+    queued_messages: int
+    """Encoded messages waiting for a connection's writer task."""
+    retained_bytes: int
+    """Output bytes the processes retain for reads and notifications."""
+
+
+class ExecServer:
+    """Serves the exec-server protocol (PROTOCOL.md) on any number of connections.
+
+    Args:
+        backend: where processes run (default: a new :class:`LocalBackend`).
+        retention: seconds a closed process stays readable and its id reserved.
+        session_end_grace: seconds between SIGTERM and SIGKILL when a session ends.
+        max_in_flight: requests handled at once per connection.
+        retain_bytes: retained output per process (see :class:`ProcessLog`).
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: LocalBackend | None = None,
+        retention: float = CLOSED_PROCESS_RETENTION,
+        session_end_grace: float = SESSION_END_GRACE,
+        max_in_flight: int = MAX_IN_FLIGHT_REQUESTS,
+        retain_bytes: int = DEFAULT_RETAINED_BYTES,
+    ) -> None:
+        if not retention >= 0:
+            raise ValueError(f"retention must be >= 0 seconds, not {retention!r}")
+        if not session_end_grace >= 0:
+            raise ValueError(f"session_end_grace must be >= 0 seconds, not {session_end_grace!r}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
+        self.backend: Final = LocalBackend() if backend is None else backend
+        """Where the processes run."""
+        self.retention: Final = retention
+        """Seconds a closed process stays readable."""
+        self.session_end_grace: Final = session_end_grace
+        """Seconds between SIGTERM and SIGKILL when a session ends."""
+        self.max_in_flight: Final = max_in_flight
+        """Requests handled at once per connection."""
+        self.retain_bytes: Final = retain_bytes
+        """Retained output per process."""
+        self._connections: set[_Connection] = set()
+
+    def __repr__(self) -> str:
+        return f"<ExecServer serving {len(self._connections)} connections>"
+
+    def statistics(self) -> ServerStatistics:
+        """Return counters over every connection being served."""
+        entries = [entry for conn in self._connections for entry in conn.processes.values()]
+        return ServerStatistics(
+            connections=len(self._connections),
+            processes=len(entries),
+            running_processes=sum(1 for entry in entries if entry.running),
+            in_flight_requests=sum(conn.in_flight for conn in self._connections),
+            queued_messages=sum(conn.queued_messages for conn in self._connections),
+            retained_bytes=sum(entry.retained_bytes for entry in entries),
+        )
+
+    async def serve_connection(self, transport: MessageTransport) -> None:
+        """Serve one connection (one session) until the peer closes it or it breaks.
+
+        The transport is closed on return. Bad input is answered with JSON-RPC errors and
+        never ends the connection.
+
+        **Cancellation:** every process of the session is terminated (SIGTERM, SIGKILL after
+        ``session_end_grace``) and reaped, and the transport is closed, before Cancelled
+        propagates; no process is left behind.
+        """
+        await self._serve(transport, _parse_error_prefix(transport))
+
+    async def _serve(self, transport: MessageTransport, parse_error_prefix: str | None) -> None:
+        connection = _Connection(self, transport, parse_error_prefix)
+        self._connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+            if trio.current_effective_deadline() == -math.inf:
+                # Cancelled (the server is shutting down): no close handshake, whose reply
+                # could not be read any more; like the reference, whose clients see 1006.
+                with trio.CancelScope() as scope:
+                    scope.cancel()
+                    await transport.aclose()
+            else:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(WEBSOCKET_DISCONNECT_TIMEOUT):
+                        await transport.aclose()
+
+
+def _parse_error_prefix(transport: MessageTransport) -> str | None:
+    """The reference's prefix of malformed-frame errors for this kind of transport."""
+    if isinstance(transport, WebSocketTransport):
+        remote = transport.websocket.remote
+        if isinstance(remote, trio_websocket.Endpoint):
+            return _websocket_parse_prefix(str(remote.address), remote.port)
+        return None
+    if isinstance(transport, StreamTransport):
+        return _STDIO_PARSE_PREFIX
+    return None
+
+
+def _websocket_parse_prefix(address: str, port: int) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"failed to parse websocket JSON-RPC message from exec-server websocket {host}:{port}"
+
+
+class _RpcError(Exception):
+    """Answer the request with this JSON-RPC error."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Handshake(enum.Enum):
+    """Where a connection is in the ``initialize`` / ``initialized`` handshake."""
+
+    NEW = "new"
+    INITIALIZED = "initialized"  # initialize answered; waiting for `initialized`
+    READY = "ready"
+
+
+class _RecentIds:
+    """The last ``limit`` ids added, with O(1) membership."""
+
+    def __init__(self, limit: int) -> None:
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self._limit = limit
+
+    def __contains__(self, item: str) -> bool:
+        return item in self._ids
+
+    def add(self, item: str) -> None:
+        if item in self._ids:
+            return
+        self._order.append(item)
+        self._ids.add(item)
+        while len(self._order) > self._limit:
+            self._ids.discard(self._order.popleft())
+
+    def discard(self, item: str) -> None:
+        if item in self._ids:
+            self._ids.discard(item)
+            self._order.remove(item)
+
+
+class _Entry:
+    """A process of a session's table, from ``process/start`` until it is forgotten."""
+
+    def __init__(self, process_id: str, argv: tuple[str, ...]) -> None:
+        self.process_id = process_id
+        self.argv = argv
+        self.proc: LocalProcess | None = None
+        """Set once spawned; None while starting and after a failed start."""
+        self.settled = trio.Event()
+        """Set when the spawn finished, successfully or not."""
+        self.announced = trio.Event()
+        """Set once the start response is queued: notifications may follow."""
+        self.write_ids = _RecentIds(WRITE_ID_MEMORY)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is None or self.proc.exit_code is None
+
+    @property
+    def retained_bytes(self) -> int:
+        return 0 if self.proc is None else self.proc.statistics().retained_bytes
+
+
+class _Connection:
+    """One connection: its tasks, its handshake state and its process table."""
+
+    def __init__(
+        self, server: ExecServer, transport: MessageTransport, parse_error_prefix: str | None
+    ) -> None:
+        self._server = server
+        self._transport = transport
+        self._parse_error_prefix = parse_error_prefix
+        self._handshake = _Handshake.NEW
+        self.processes: dict[str, _Entry] = {}
+        self._slots = trio.Semaphore(server.max_in_flight)
+        self._write_tails: dict[str, trio.Event] = {}
+        send, receive = trio.open_memory_channel[str](OUTBOUND_QUEUE_MESSAGES)
+        self._outbound = send
+        self._outbound_receive = receive
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return self._server.max_in_flight - self._slots.value
+
+    @property
+    def queued_messages(self) -> int:
+        return self._outbound.statistics().current_buffer_used
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._writer)
+            await self._reader()
+            nursery.cancel_scope.cancel()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                frame = await self._transport.receive()
+            except ConnectionLost as exc:
+                _logger.debug("connection ended: %s", exc)
+                return
+            await self._dispatch(frame)
+
+    async def _writer(self) -> None:
+        async with self._outbound_receive:
+            async for text in self._outbound_receive:
+                try:
+                    await self._transport.send(text)
+                except ConnectionLost as exc:
+                    _logger.debug("connection lost while sending: %s", exc)
+                    break
+        # The peer is gone: end the session.
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+
+    async def _send(self, message: Request | Notification | Response | ErrorResponse) -> None:
+        try:
+            await self._outbound.send(encode_message(message))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The writer stopped: the connection is ending and this task is about to be
+            # cancelled; nothing can be sent any more.
+            await trio.lowlevel.checkpoint()
+
+    async def _reply_error(self, request_id: RequestId, code: int, message: str) -> None:
+        await self._send(make_error_response(request_id, code, message))
+
+    # -- dispatch (in the reader task, in arrival order) ---------------------------------
+
+    async def _dispatch(self, frame: str | bytes) -> None:
+        try:
+            message = decode_message(frame)
+        except RpcDecodeError as exc:
+            await self._reply_error(UNKNOWN_REQUEST_ID, exc.code, self._frame_error(exc))
+            return
+        match message:
+            case Request():
+                await self._dispatch_request(message)
+            case Notification():
+                self._on_notification(message)
+            case Response() | ErrorResponse():
+                _logger.debug("ignored a response from the client (id %r)", message.id)
+
+    def _frame_error(self, exc: RpcDecodeError) -> str:
+        if self._parse_error_prefix is None or not exc.message.startswith(_PROTOCOL_PARSE_PREFIX):
+            return exc.message
+        return f"{self._parse_error_prefix}: {exc.message.removeprefix(_PROTOCOL_PARSE_PREFIX)}"
+
+    def _on_notification(self, notification: Notification) -> None:
+        if notification.method != "initialized":
+            _logger.debug("ignored notification %r", notification.method)
+        elif self._handshake is _Handshake.INITIALIZED:
+            self._handshake = _Handshake.READY
+        elif self._handshake is _Handshake.NEW:
+            _logger.debug("ignored `initialized` before `initialize`")
+
+    async def _dispatch_request(self, request: Request) -> None:
+        try:
+            params = decode_params(request.method, request.params)
+        except RpcDecodeError as exc:
+            await self._reply_error(request.id, exc.code, exc.message)
+            return
+        if isinstance(params, InitializeParams):
+            await self._initialize(request.id, params)
+            return
+        if self._handshake is not _Handshake.READY:
+            word = "call initialize" if self._handshake is _Handshake.NEW else "send initialized"
+            message = f"client must {word} before using exec methods"
+            await self._reply_error(request.id, INVALID_REQUEST, message)
+            return
+        await self._slots.acquire()  # backpressure: stop reading while all slots are taken
+        turn: tuple[trio.Event | None, trio.Event] | None = None
+        if isinstance(params, WriteParams | CloseStdinParams):
+            turn = self._take_write_turn(params.process_id)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._handle, request.id, params, turn)
+
+    def _take_write_turn(self, process_id: str) -> tuple[trio.Event | None, trio.Event]:
+        """Queue a write to ``process_id`` behind the writes that arrived before it."""
+        previous = self._write_tails.get(process_id)
+        mine = trio.Event()
+        self._write_tails[process_id] = mine
+        return previous, mine
+
+    async def _initialize(self, request_id: RequestId, params: InitializeParams) -> None:
+        if self._handshake is not _Handshake.NEW:
+            message = "initialize may only be sent once per connection"
+            await self._reply_error(request_id, INVALID_REQUEST, message)
+            return
+        if params.resume_session_id is not None:
+            # Sessions end with their connection: there is nothing to resume. As in the
+            # reference, a failed initialize may be retried.
+            message = f"unknown session id {params.resume_session_id}"
+            await self._reply_error(request_id, INVALID_REQUEST, message)
+            return
+        self._handshake = _Handshake.INITIALIZED
+        result = InitializeResult(session_id=str(uuid.uuid4()), extensions=SERVER_EXTENSIONS)
+        await self._send(make_response(request_id, result))
+
+    # -- handlers (one task per request) ---------------------------------------------------
+
+    async def _handle(
+        self,
+        request_id: RequestId,
+        params: RequestParams,
+        turn: tuple[trio.Event | None, trio.Event] | None,
+    ) -> None:
+        try:
+            try:
+                if turn is not None:
+                    previous, _ = turn
+                    if previous is not None:
+                        await previous.wait()
+                if isinstance(params, StartParams):
+                    await self._start(request_id, params)
+                    return
+                result = await self._call(params)
+            except _RpcError as exc:
+                await self._reply_error(request_id, exc.code, exc.message)
+                return
+            except Exception as exc:
+                _logger.exception("internal error handling %s", type(params).__name__)
+                await self._reply_error(request_id, INTERNAL_ERROR, f"internal error: {exc}")
+                return
+            finally:
+                if turn is not None:
+                    self._end_write_turn(params, turn[1])
+            await self._send(make_response(request_id, result))
+        finally:
+            self._slots.release()
+
+    def _end_write_turn(self, params: RequestParams, mine: trio.Event) -> None:
+        mine.set()
+        assert isinstance(params, WriteParams | CloseStdinParams)
+        if self._write_tails.get(params.process_id) is mine:
+            del self._write_tails[params.process_id]
+
+    async def _call(self, params: RequestParams) -> RequestResult:
+        match params:
+            case ReadParams():
+                return await self._read(params)
+            case WriteParams():
+                return await self._write(params)
+            case CloseStdinParams():
+                return await self._close_stdin(params)
+            case SignalParams():
+                return await self._signal(params)
+            case TerminateParams():
+                return await self._terminate(params)
+            case ResizeParams():
+                return await self._resize(params)
+            case ListParams():
+                await trio.lowlevel.checkpoint()
+                return self._list()
+            case _:  # StartParams is handled before; InitializeParams by the reader
+                raise AssertionError(f"unexpected params {params!r}")
+
+    async def _lookup(self, process_id: str) -> LocalProcess | None:
+        """The process with this id, once spawned; None if unknown or its start failed."""
+        entry = self.processes.get(process_id)
+        if entry is None:
+            await trio.lowlevel.checkpoint()
+            return None
+        await entry.settled.wait()
+        return entry.proc
+
+    async def _start(self, request_id: RequestId, params: StartParams) -> None:
+        process_id = params.process_id
+        if process_id in self.processes:
+            raise _RpcError(INVALID_REQUEST, f"process {process_id} already exists")
+        try:
+            env = _child_env(params)
+        except ValueError as exc:
+            raise _RpcError(INVALID_PARAMS, str(exc)) from None
+        entry = _Entry(process_id, params.argv)
+        self.processes[process_id] = entry
+        assert self._nursery is not None
+        try:
+            await self._nursery.start(self._run_process, entry, params, env)
+        except SpawnError as exc:
+            raise _RpcError(INTERNAL_ERROR, _os_error_text(exc)) from None
+        except (ValueError, TypeError) as exc:
+            raise _RpcError(INVALID_PARAMS, str(exc)) from None
+        finally:
+            entry.settled.set()
+            if entry.proc is None and self.processes.get(process_id) is entry:
+                del self.processes[process_id]
+        await self._send(make_response(request_id, StartResult(process_id=process_id)))
+        entry.announced.set()
+
+    async def _run_process(
+        self,
+        entry: _Entry,
+        params: StartParams,
+        env: dict[str, str],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Own the process block: spawn, forward events, retain, forget."""
+        server = self._server
+        async with server.backend.open_process(
+            params.argv,
+            cwd=params.cwd_path,
+            env=env,
+            tty=params.tty,
+            pipe_stdin=params.pipe_stdin,
+            arg0=params.arg0,
+            grace=server.session_end_grace,
+            retain_bytes=server.retain_bytes,
+        ) as proc:
+            # Subscribe before anything can be sequenced: no event is missed. The forwarder
+            # is a task of the connection, so leaving this block never waits for a slow
+            # client to take the notifications.
+            subscription = proc.subscribe()
+            entry.proc = proc
+            entry.settled.set()
+            assert self._nursery is not None
+            self._nursery.start_soon(self._forward, entry, subscription)
+            task_status.started()
+            await proc.wait_closed()
+            # The entry stays readable for the retention time, and the session open: the
+            # rest of the child's process group (grandchildren that outlive it) lives on,
+            # as it does in a local block, until the client signals or terminates it, the
+            # retention ends or the session ends. Then the group is killed and reaped.
+            await trio.sleep(server.retention)
+        if self.processes.get(entry.process_id) is entry:
+            del self.processes[entry.process_id]
+
+    async def _forward(self, entry: _Entry, events: trio.abc.ReceiveChannel[Event]) -> None:
+        """Send the process's events as notifications, after the start response."""
+        async with events:
+            await entry.announced.wait()
+            async for event in events:
+                notification = _notification(entry.process_id, event)
+                if notification is None:
+                    break
+                await self._send(notification)
+
+    async def _read(self, params: ReadParams) -> RequestResult:
+        proc = await self._lookup(params.process_id)
+        if proc is None:
+            raise _RpcError(INVALID_REQUEST, f"unknown process id {params.process_id}")
+        wait = (params.wait_ms or 0) / 1000
+        return await proc.read(params.after_seq or 0, params.max_bytes, wait)
+
+    async def _write(self, params: WriteParams) -> WriteResult:
+        entry = self.processes.get(params.process_id)
+        proc = await self._lookup(params.process_id)
+        if entry is None or proc is None:
+            return WriteResult(status=WriteStatus.UNKNOWN_PROCESS)
+        if params.write_id in entry.write_ids:
+            return WriteResult(status=WriteStatus.ACCEPTED)
+        status = _known(await proc.write(params.chunk))
+        if status is WriteStatus.ACCEPTED:
+            entry.write_ids.add(params.write_id)
+        return WriteResult(status=status)
+
+    async def _close_stdin(self, params: CloseStdinParams) -> CloseStdinResult:
+        proc = await self._lookup(params.process_id)
+        if proc is None:
+            return CloseStdinResult(status=WriteStatus.UNKNOWN_PROCESS)
+        return CloseStdinResult(status=_known(await proc.close_stdin()))
+
+    async def _signal(self, params: SignalParams) -> SignalResult:
+        proc = await self._lookup(params.process_id)
+        if proc is not None:
+            await proc.signal(params.signal.signum)
+        return SignalResult()
+
+    async def _terminate(self, params: TerminateParams) -> TerminateResult:
+        proc = await self._lookup(params.process_id)
+        if proc is None:
+            return TerminateResult(running=False)
+        if params.grace_ms is not None:
+            return TerminateResult(running=await proc.terminate(params.grace_ms / 1000))
+        running = proc.exit_code is None
+        if running:
+            # The reference's terminate: SIGKILL to the whole group at once, no grace.
+            await proc.signal(_signal.SIGKILL)
+        return TerminateResult(running=running)
+
+    async def _resize(self, params: ResizeParams) -> ResizeResult:
+        proc = await self._lookup(params.process_id)
+        if proc is not None:
+            if not proc.tty:
+                message = f"process {params.process_id} has no terminal (started without tty)"
+                raise _RpcError(INVALID_PARAMS, message)
+            await proc.resize(params.rows, params.cols)
+        return ResizeResult()
+
+    def _list(self) -> ListResult:
+        return ListResult(
+            processes=tuple(
+                ProcessInfo(
+                    process_id=entry.process_id,
+                    argv=entry.argv,
+                    running=entry.running,
+                    exit_code=None if entry.proc is None else entry.proc.exit_code,
+                )
+                for entry in self.processes.values()
+            )
+        )
+
+
+def _known(status: WriteStatus) -> WriteStatus:
+    """The status for a process the table knows: a finished block has no stdin any more."""
+    return WriteStatus.STDIN_CLOSED if status is WriteStatus.UNKNOWN_PROCESS else status
+
+
+def _notification(process_id: str, event: Event) -> Notification | None:
+    match event:
+        case Output():
+            return make_notification(OutputNotification.from_event(process_id, event))
+        case Exited():
+            return make_notification(ExitedNotification.from_event(process_id, event))
+        case Closed():
+            return make_notification(ClosedNotification.from_event(process_id, event))
+        case Failed():
+            return None
+
+
+def _os_error_text(exc: OSError) -> str:
+    """The OS error the way the reference (Rust's ``io::Error``) prints it."""
+    text = exc.strerror or str(exc)
+    if exc.errno is None:
+        return text
+    return f"{text} (os error {exc.errno})"
+
+
+# -- environment policy --------------------------------------------------------------------------
+
+
+def _child_env(params: StartParams) -> dict[str, str]:
+    """The child's environment: ``env`` exactly, or ``envPolicy`` applied and ``env`` over it.
+
+    Sorted by name, as the reference's children see it (Rust keeps a command's environment
+    in a sorted map), so that ``env`` prints the same.
+    """
+    if params.env_policy is None:
+        env = dict(params.env)
+    else:
+        env = _policy_env(params.env_policy, os.environ)
+        env.update(params.env)
+    return dict(sorted(env.items()))
+
+
+def _policy_env(policy: Mapping[str, Any], base: Mapping[str, str]) -> dict[str, str]:
+    """Build an environment from ``base`` with the reference's ``envPolicy`` rules.
+
+    In order: start from ``inherit`` (``"all"``, ``"core"``: HOME, LOGNAME, PATH, SHELL,
+    USER, USERNAME, TMPDIR, TEMP, TMP, or ``"none"``); unless ``ignoreDefaultExcludes``,
+    drop names matching ``*KEY*``, ``*SECRET*``, ``*TOKEN*``; drop ``exclude``; add
+    ``set``; when ``includeOnly`` is non-empty keep only matching names. Patterns are
+    case-insensitive globs. Missing fields take the defaults ``all``, false, ``[]``, ``{}``,
+    ``[]``.
+
+    Raises:
+        ValueError: a field of the wrong type or an unknown ``inherit``.
+    """
+    inherit = policy.get("inherit", "all")
+    if inherit == "all":
+        env = dict(base)
+    elif inherit == "core":
+        env = {name: value for name, value in base.items() if name in _CORE_ENV_VARS}
+    elif inherit == "none":
+        env = {}
+    else:
+        raise ValueError(
+            f"unknown variant `{inherit}`, expected one of `all`, `core`, `none` "
+            "at `envPolicy.inherit`"
+        )
+    ignore_defaults = policy.get("ignoreDefaultExcludes", False)
+    if type(ignore_defaults) is not bool:
+        raise ValueError("invalid type, expected a boolean at `envPolicy.ignoreDefaultExcludes`")
+    exclude = _patterns(policy, "exclude")
+    include_only = _patterns(policy, "includeOnly")
+    overrides = policy.get("set", {})
+    if type(overrides) is not dict or not all(type(value) is str for value in overrides.values()):
+        raise ValueError("invalid type, expected a map of strings at `envPolicy.set`")
+    if not ignore_defaults:
+        exclude = [*_DEFAULT_ENV_EXCLUDES, *exclude]
+    env = {name: value for name, value in env.items() if not _matches(name, exclude)}
+    env.update(overrides)
+    if include_only:
+        env = {name: value for name, value in env.items() if _matches(name, include_only)}
+    return env
+
+
+def _patterns(policy: Mapping[str, Any], field: str) -> list[str]:
+    value = policy.get(field, [])
+    if type(value) is not list or not all(type(item) is str for item in value):
+        raise ValueError(f"invalid type, expected a sequence of strings at `envPolicy.{field}`")
+    return [item.upper() for item in value]
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    upper = name.upper()
+    return any(fnmatchcase(upper, pattern.upper()) for pattern in patterns)
+
+
+# -- websocket endpoint --------------------------------------------------------------------------
+
+
+def _token_digest(token: str | None, token_sha256: str | None) -> bytes | None:
+    if token is not None and token_sha256 is not None:
+        raise ValueError("pass token or token_sha256, not both")
+    if token is not None:
+        if not token.strip():
+            raise ValueError("the token must not be empty")
+        return hashlib.sha256(token.strip().encode()).digest()
+    if token_sha256 is not None:
+        try:
+            digest = bytes.fromhex(token_sha256)
+        except ValueError:
+            digest = b""
+        if len(digest) != hashlib.sha256().digest_size:
+            raise ValueError("token_sha256 must be a 64-character hex SHA-256 digest")
+        return digest
+    return None
+
+
+class _ReplayStream(trio.abc.Stream):
+    """A stream that first returns bytes already read from the underlying stream."""
+
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self._prefix:
+            size = len(self._prefix) if max_bytes is None else max_bytes
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+@attrs.frozen(kw_only=True)
+class _Head:
+    """A parsed HTTP request head and every byte read with it."""
+
+    request: h11.Request
+    connection: h11.Connection
+    raw: bytes
+
+
+_BAD_REQUEST: Final = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+_HEAD_TOO_LARGE: Final = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"connection: close\r\ncontent-length: 0\r\n\r\n"
+)
+
+
+async def _read_head(stream: trio.abc.Stream) -> _Head | None:
+    """Read one HTTP request head; answer 400 / 431 and return None if it is not one."""
+    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HTTP_HEAD_BYTES)
+    raw = bytearray()
+    while True:
+        try:
+            event = connection.next_event()
+        except h11.RemoteProtocolError as exc:
+            await stream.send_all(_HEAD_TOO_LARGE if exc.error_status_hint == 431 else _BAD_REQUEST)
+            return None
+        if event is h11.NEED_DATA:
+            data = bytes(await stream.receive_some())
+            raw += data
+            connection.receive_data(data)
+            continue
+        if isinstance(event, h11.Request):
+            # h11 bounds only incomplete heads: a long head that came in one piece passes.
+            end = raw.find(b"\r\n\r\n")
+            if (len(raw) if end < 0 else end + 4) > MAX_HTTP_HEAD_BYTES:
+                await stream.send_all(_HEAD_TOO_LARGE)
+                return None
+            return _Head(request=event, connection=connection, raw=bytes(raw))
+        return None  # the peer closed the connection before a request
+
+
+_CONNECTION_ERRORS: Final = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    OSError,
+    trio_websocket.ConnectionClosed,
+)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every exception of a group) says the peer went away."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_connection_error(inner) for inner in exc.exceptions)
+    return isinstance(exc, _CONNECTION_ERRORS)
+
+
+def _header_values(request: h11.Request, name: bytes) -> list[str]:
+    return [value.decode("latin-1") for key, value in request.headers if key == name]
+
+
+def _header_tokens(request: h11.Request, name: bytes) -> set[str]:
+    return {
+        token.strip().lower()
+        for value in _header_values(request, name)
+        for token in value.split(",")
+        if token.strip()
+    }
+
+
+class _WebSocketFront:
+    """The HTTP side of the websocket port: routing, health, Origin and bearer checks."""
+
+    def __init__(
+        self,
+        server: ExecServer,
+        digest: bytes | None,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self._server = server
+        self._digest = digest
+        self._ssl_context = ssl_context
+
+    async def handle(self, tcp_stream: trio.SocketStream) -> None:
+        """Serve one TCP connection; never raises (a bad client must not stop the server)."""
+        stream: trio.abc.Stream = tcp_stream
+        try:
+            peer = tcp_stream.socket.getpeername()
+            if self._ssl_context is not None:
+                stream = trio.SSLStream(tcp_stream, self._ssl_context, server_side=True)
+            await self._handle(stream, str(peer[0]), int(peer[1]))
+        except Exception as exc:
+            if _is_connection_error(exc):
+                _logger.debug("websocket connection failed: %r", exc)
+            else:
+                _logger.exception("unexpected error on a websocket connection")
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _handle(self, stream: trio.abc.Stream, address: str, port: int) -> None:
+        deadline = trio.current_time() + HTTP_HEAD_TIMEOUT
+        head: _Head | None = None
+        upgrade = False  # set only once routing finished in time
+        with trio.move_on_at(deadline):
+            head = await _read_head(stream)
+            upgrade = head is not None and await self._route(stream, head)
+        if not upgrade or head is None:
+            return  # answered, not HTTP, the peer left, or too slow
+        async with trio.open_nursery() as nursery:  # for trio-websocket's reader task
+            websocket: trio_websocket.WebSocketConnection | None = None
+            with trio.move_on_at(deadline):
+                ws_request = await trio_websocket.wrap_server_stream(
+                    nursery,
+                    _ReplayStream(stream, head.raw),
+                    max_message_size=DEFAULT_MAX_MESSAGE_BYTES,
+                )
+                websocket = await ws_request.accept()
+            if websocket is None:
+                _logger.debug("websocket client %s:%s was too slow to upgrade", address, port)
+            else:
+                # No timeout here: a session lasts as long as the client wants.
+                transport = WebSocketTransport(websocket)
+                await self._server._serve(transport, _websocket_parse_prefix(address, port))
+            nursery.cancel_scope.cancel()
+
+    async def _route(self, stream: trio.abc.Stream, head: _Head) -> bool:
+        """Answer anything that is not an acceptable upgrade; True to go on with the upgrade."""
+        request = head.request
+        target = request.target.split(b"?", 1)[0]
+        method = request.method
+        if _header_values(request, b"origin"):
+            await _respond(stream, head, 403)
+        elif target == b"/readyz":
+            if method in (b"GET", b"HEAD"):
+                await _respond(stream, head, 200)
+            else:
+                await _respond(stream, head, 405, headers=[("allow", "GET,HEAD")])
+        elif target != b"/":
+            await _respond(stream, head, 404)
+        elif method != b"GET":
+            await _respond(stream, head, 405, headers=[("allow", "GET")])
+        elif (problem := _upgrade_problem(request)) is not None:
+            await _respond(stream, head, 400, problem)
+        elif (denied := self._auth_problem(request)) is not None:
+            await _respond(stream, head, 401, denied)
+        else:
+            return True
+        return False
+
+    def _auth_problem(self, request: h11.Request) -> str | None:
+        if self._digest is None:
+            return None
+        values = _header_values(request, b"authorization")
+        if not values:
+            return "missing websocket bearer token"
+        scheme, _, token = values[0].strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return "invalid authorization header"
+        digest = hashlib.sha256(token.encode("latin-1")).digest()
+        if not hmac.compare_digest(digest, self._digest):
+            return "invalid websocket bearer token"
+        return None
+
+
+def _upgrade_problem(request: h11.Request) -> str | None:
+    """Why this is not a websocket upgrade request (the reference's wording), or None."""
+    if "upgrade" not in _header_tokens(request, b"connection"):
+        return "Connection header did not include 'upgrade'"
+    if "websocket" not in _header_tokens(request, b"upgrade"):
+        return "`Upgrade` header did not include 'websocket'"
+    if "13" not in _header_tokens(request, b"sec-websocket-version"):
+        return "`Sec-WebSocket-Version` header did not include '13'"
+    if not _header_values(request, b"sec-websocket-key"):
+        return "`Sec-WebSocket-Key` header is missing"
+    return None
+
+
+async def _respond(
+    stream: trio.abc.Stream,
+    head: _Head,
+    status: int,
+    body: str = "",
+    *,
+    headers: list[tuple[str, str]] | None = None,
+) -> None:
+    """Send a complete response and mark the connection for closing."""
+    data = body.encode()
+    fields = [*(headers or []), ("content-length", str(len(data))), ("connection", "close")]
+    if data:
+        fields.insert(0, ("content-type", "text/plain; charset=utf-8"))
+    connection = head.connection
+    reason = http.HTTPStatus(status).phrase.encode()
+    out = connection.send(h11.Response(status_code=status, headers=fields, reason=reason))
+    if data and head.request.method != b"HEAD":
+        out = (out or b"") + (connection.send(h11.Data(data=data)) or b"")
+    out = (out or b"") + (connection.send(h11.EndOfMessage()) or b"")
+    await stream.send_all(out)
+
+
+def _url(listener: trio.SocketListener, *, tls: bool) -> str:
+    address, port, *_ = listener.socket.getsockname()
+    host = f"[{address}]" if ":" in address else address
+    return f"{'wss' if tls else 'ws'}://{host}:{port}"
+
+
+async def serve_websocket(
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    token_sha256: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    server: ExecServer | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Serve the exec server on a websocket endpoint until cancelled.
+
+    The websocket is served on path ``/``; ``GET /readyz`` answers 200 without auth; any
+    request carrying an ``Origin`` header is refused with 403 (no browser may drive a
+    process server); other paths are 404. Each websocket connection is one session of
+    ``server``.
+
+    Args:
+        host: the IP address to bind, e.g. ``"127.0.0.1"``.
+        port: the TCP port; 0 picks a free one.
+        token: if given, the upgrade must carry ``Authorization: Bearer <token>``; the
+            check compares SHA-256 digests in constant time. A missing or wrong token is
+            refused with 401 and a ``text/plain`` reason, as the reference does.
+        token_sha256: the hex SHA-256 digest of the token, instead of ``token``.
+        ssl_context: a server-side :class:`ssl.SSLContext` to serve ``wss://``.
+        server: the :class:`ExecServer` to use (default: a new one).
+        task_status: receives the bound URL, ``ws://IP:PORT`` (``wss://`` with TLS).
+
+    Raises:
+        ValueError: both or a malformed token given.
+        OSError: the address cannot be bound.
+
+    **Cancellation:** the listener is closed and every session ends: each child process
+    group is terminated (SIGTERM, SIGKILL after the server's ``session_end_grace``) and
+    reaped before Cancelled propagates; no process is left behind.
+    """
+    digest = _token_digest(token, token_sha256)
+    front = _WebSocketFront(server or ExecServer(), digest, ssl_context)
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    task_status.started(_url(listeners[0], tls=ssl_context is not None))
+    await trio.serve_listeners(front.handle, listeners)
+
+
+# -- stdio ---------------------------------------------------------------------------------------
+
+
+async def serve_stdio(*, server: ExecServer | None = None) -> None:
+    """Serve one session over stdin / stdout, one JSON message per line, until end of file.
+
+    Only protocol goes to stdout. End of file on stdin ends the session: its processes are
+    terminated and reaped, then this returns. stdin and stdout are put in non-blocking mode
+    while serving (restored after), so they must not be shared with other readers or
+    writers meanwhile.
+
+    **Cancellation:** the session ends as on end of file: every process is terminated and
+    reaped before Cancelled propagates.
+    """
+    stdin = trio.lowlevel.FdStream(os.dup(0))
+    stdout = trio.lowlevel.FdStream(os.dup(1))
+    try:
+        await (server or ExecServer())._serve(
+            StreamTransport(stdout, stdin, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES),
+            _STDIO_PARSE_PREFIX,
+        )
+    finally:
+        for fd in (0, 1):
+            try:
+                os.set_blocking(fd, True)
+            except OSError as exc:  # pragma: no cover - a closed standard stream
+                if exc.errno != _errno.EBADF:
+                    raise
