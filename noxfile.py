@@ -19,7 +19,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on trio_exec and the tests (configured in pyproject.toml)."""
-    session.install("-e", ".[test]", "mypy")
+    session.install("-e", ".[test]", "mypy", "nox")
     session.run("mypy")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -12,7 +13,9 @@ import sys
 import termios
 import tty as _tty
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any, Final, TextIO
+from urllib.parse import urlsplit
 
 import trio
 
@@ -46,7 +49,30 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tty", action="store_true", help="run the command on a pseudo-terminal")
     run.add_argument("--json", action="store_true", help="print one JSON event per line")
     run.add_argument("--cwd", help="working directory of the command")
+    run.add_argument(
+        "--remote", metavar="URL", help="run on the exec server at URL (ws:// or wss://)"
+    )
+    run.add_argument(
+        "--token-file", metavar="FILE", help="bearer token for --remote, read from FILE"
+    )
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- ARGV", help="the command")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run an exec server",
+        description="Serve the exec-server protocol. With a websocket listener, the bound URL "
+        "is the first line on stdout; logs go to stderr.",
+    )
+    serve.add_argument(
+        "--listen",
+        default="ws://127.0.0.1:0",
+        metavar="ws://IP:PORT|stdio",
+        help="where to listen (default ws://127.0.0.1:0, a free port); stdio serves one "
+        "session on stdin/stdout",
+    )
+    serve.add_argument("--ws-auth", choices=["capability-token"], help="require a bearer token")
+    serve.add_argument("--ws-token-file", metavar="FILE", help="the token, read from FILE")
+    serve.add_argument("--ws-token-sha256", metavar="HEX", help="the token's SHA-256 digest")
     return parser
 
 
@@ -143,10 +169,94 @@ async def _run(args: argparse.Namespace, backend: ExecBackend) -> int:
     return exit_code
 
 
-async def _main(args: argparse.Namespace) -> int:
-    from ._local import LocalBackend
+def _read_token(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.read().strip()
+    except OSError as exc:
+        raise _UsageError(f"cannot read the token file: {exc.strerror}") from None
+    if not token:
+        raise _UsageError("the token file is empty")
+    return token
 
-    return await _run(args, LocalBackend())
+
+class _UsageError(Exception):
+    """A command line that cannot run; printed without a traceback, exit status 2."""
+
+
+def _listen_address(listen: str) -> tuple[str, int] | None:
+    """``None`` for stdio, else the IP and port of a ``ws://IP:PORT`` listener."""
+    if listen in ("stdio", "stdio://"):
+        return None
+    parts = urlsplit(listen)
+    try:
+        port = parts.port
+        ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        port = None
+    if parts.scheme != "ws" or port is None or parts.path not in ("", "/"):
+        raise _UsageError(f"invalid --listen URL {listen!r}: expected `ws://IP:PORT` or `stdio`")
+    return parts.hostname or "", port
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from ._server import serve_stdio, serve_websocket
+
+    address = _listen_address(args.listen)
+    token_flags = args.ws_token_file is not None or args.ws_token_sha256 is not None
+    if token_flags and args.ws_auth is None:
+        raise _UsageError("websocket auth flags require `--ws-auth capability-token`")
+    if args.ws_auth is not None:
+        if address is None:
+            raise _UsageError("WebSocket auth requires a WebSocket listener, not stdio")
+        if not token_flags:
+            raise _UsageError(
+                "`--ws-token-file` or `--ws-token-sha256` is required when "
+                "`--ws-auth capability-token` is set"
+            )
+        if args.ws_token_file is not None and args.ws_token_sha256 is not None:
+            raise _UsageError("`--ws-token-file` and `--ws-token-sha256` are mutually exclusive")
+    if address is None:
+        await serve_stdio()
+        return 0
+    token = None if args.ws_token_file is None else _read_token(args.ws_token_file)
+    host, port = address
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            try:
+                url: str = await nursery.start(
+                    partial(
+                        serve_websocket, host, port, token=token, token_sha256=args.ws_token_sha256
+                    )
+                )
+            except ValueError as exc:
+                raise _UsageError(str(exc)) from None
+            print(url, flush=True)
+            # Serve until SIGINT or SIGTERM; leaving the nursery ends every session and
+            # reaps every child.
+            async for signum in signals:
+                print(
+                    f"trio-exec serve: {signal.Signals(signum).name}, shutting down",
+                    file=sys.stderr,
+                )
+                nursery.cancel_scope.cancel()
+                break
+    return 0
+
+
+async def _main(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return await _serve(args)
+    if args.remote is None:
+        from ._local import LocalBackend
+
+        return await _run(args, LocalBackend())
+    from ._remote import connect
+
+    token = None if args.token_file is None else _read_token(args.token_file)
+    async with connect(args.remote, token=token) as backend:
+        return await _run(args, backend)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,7 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return trio.run(_main, args)
-    except TrioExecError as exc:
+    except _UsageError as exc:
+        print(f"trio-exec {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except (TrioExecError, OSError) as exc:
         print(f"trio-exec {args.command}: {exc}", file=sys.stderr)
         return FAILURE_EXIT_CODE
     except KeyboardInterrupt:

@@ -117,8 +117,9 @@ def _live_group_members(pgid: int) -> bool:
 async def _wait_group_gone(pgid: int) -> None:
     """Wait (at most :data:`GROUP_EXIT_TIMEOUT`) until no process of the group is alive.
 
-    Called after SIGKILL was sent to the group and its leader was reaped: the common case
-    (an empty group) costs one ``killpg(pgid, 0)``.
+    Called after SIGKILL was sent to the group. Once its leader was reaped, the common
+    case (an empty group) costs one ``killpg(pgid, 0)``; before, the leader's zombie keeps
+    the group and ``/proc`` is scanned for live members.
     """
     delay = 0.001
     with trio.move_on_after(GROUP_EXIT_TIMEOUT):
@@ -365,17 +366,26 @@ class LocalProcess(ExecProcess):
         async with self._write_lock:
             if self._stdin is None or self._stdin_closed:
                 return WriteStatus.STDIN_CLOSED
+            # Closing the pipe always works; a child that already exited had no stdin left.
+            exited = self._child_exited.is_set()
             self._stdin_closed = True
             await self._stdin.aclose()
-        # Closing the pipe always works; a child that already exited had no stdin left.
-        return WriteStatus.STDIN_CLOSED if self._child_exited.is_set() else WriteStatus.ACCEPTED
+        return WriteStatus.STDIN_CLOSED if exited else WriteStatus.ACCEPTED
 
     async def signal(self, sig: int | _signal.Signals) -> None:
-        """See :meth:`ExecProcess.signal`."""
+        """See :meth:`ExecProcess.signal`.
+
+        For SIGKILL, returns once no process of the group is alive any more (at most
+        :data:`GROUP_EXIT_TIMEOUT` seconds), so that a kill is complete when it returns.
+        """
         signum = _signal.Signals(sig)
         await trio.lowlevel.checkpoint()
-        if not self._gone:
-            _killpg(self.pid, signum)
+        if self._gone:
+            return
+        _killpg(self.pid, signum)
+        if signum is _signal.SIGKILL:
+            await self._child_exited.wait()
+            await _wait_group_gone(self.pid)
 
     async def resize(self, rows: int, cols: int) -> None:
         """See :meth:`ExecProcess.resize`."""

@@ -132,6 +132,7 @@ from ._retained import DEFAULT_RETAINED_BYTES
 from ._transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
     WEBSOCKET_DISCONNECT_TIMEOUT,
+    WEBSOCKET_RECEIVE_BYTES,
     MessageTransport,
     StreamTransport,
     WebSocketTransport,
@@ -997,6 +998,7 @@ class _WebSocketFront:
                     nursery,
                     _ReplayStream(stream, head.raw),
                     max_message_size=DEFAULT_MAX_MESSAGE_BYTES,
+                    receive_buffer_size=WEBSOCKET_RECEIVE_BYTES,
                 )
                 websocket = await ws_request.accept()
             if websocket is None:

@@ -28,6 +28,7 @@ __all__ = [
     "MEMORY_TRANSPORT_BUFFER",
     "WEBSOCKET_CONNECT_TIMEOUT",
     "WEBSOCKET_DISCONNECT_TIMEOUT",
+    "WEBSOCKET_RECEIVE_BYTES",
     "MemoryTransport",
     "MessageTransport",
     "StreamTransport",
@@ -42,6 +43,10 @@ DEFAULT_MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 Large enough for a ``process/read`` result carrying the whole default retention (1 MiB of
 output is about 1.4 MB of base64) and for writes of several MiB.
 """
+
+WEBSOCKET_RECEIVE_BYTES: Final = 256 * 1024
+"""Bytes read from a websocket's socket at once (trio-websocket reads 4 KiB by default,
+which makes a 64 KiB output notification cost sixteen reads)."""
 
 WEBSOCKET_CONNECT_TIMEOUT: Final = 10.0
 """Seconds a websocket connect (TCP, TLS and the upgrade) may take."""
@@ -292,6 +297,7 @@ async def open_websocket_transport(
                     resource,
                     extra_headers=headers,
                     max_message_size=max_message_bytes,
+                    receive_buffer_size=WEBSOCKET_RECEIVE_BYTES,
                 )
             connected = True
             transport = WebSocketTransport(connection)

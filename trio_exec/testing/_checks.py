@@ -70,7 +70,7 @@ def check_event_stream(
     failure: str | None = None
     last_seq = 0
     for index, event in enumerate(events):
-        where = f"event #{index} {event!r}"
+        where = _Where(index, event)
         if closed is not None or failure is not None:
             raise AssertionError(f"{where} follows the end of the stream")
         if isinstance(event, Failed):
@@ -120,6 +120,17 @@ def check_event_stream(
         failure=failure,
         last_seq=last_seq,
     )
+
+
+@attrs.frozen
+class _Where:
+    """An event's place in the stream, rendered only when an assertion fails."""
+
+    index: int
+    event: object
+
+    def __str__(self) -> str:
+        return f"event #{self.index} {self.event!r}"
 
 
 def _first_difference(a: bytes, b: bytes) -> int:

@@ -38,10 +38,12 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import trio
+
+from .._util import open_service_nursery
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -53,6 +55,7 @@ __all__ = [
     "default_cache_dir",
     "ensure_reference",
     "open_reference_server",
+    "open_server_process",
 ]
 
 REFERENCE_PACKAGE = "@openai/codex"
@@ -339,37 +342,49 @@ async def open_reference_server(
     with tempfile.TemporaryDirectory(prefix="trio-exec-codex-home-") as codex_home:
         env = dict(os.environ)
         env["CODEX_HOME"] = codex_home
-        tail = _OutputTail()
-        process = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        try:
+        async with open_server_process(argv, env=env, forward_stderr=forward_stderr) as url:
+            yield url
+
+
+@contextlib.asynccontextmanager
+async def open_server_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    forward_stderr: bool = False,
+) -> AsyncIterator[str]:
+    """Run an exec server command that prints its ``ws://`` URL on stdout; yield the URL.
+
+    Used for the reference server and for ``trio-exec serve`` alike (see
+    :func:`open_reference_server` for the details: output draining, startup timeout,
+    and the shielded SIGTERM / SIGKILL / reap on the way out).
+
+    **Cancellation:** the server is stopped and reaped, shielded.
+    """
+    argv = list(argv)
+    tail = _OutputTail()
+    process = await trio.lowlevel.open_process(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=None if env is None else dict(env),
+    )
+    try:
+        async with open_service_nursery() as nursery:
+            url = await _start(argv, process, tail, nursery, forward_stderr)
             try:
-                async with trio.open_nursery() as nursery:
-                    url = await _start(argv, process, tail, nursery, forward_stderr)
-                    try:
-                        yield url
-                    finally:
-                        with trio.CancelScope(shield=True):
-                            await _stop(process)
-                        nursery.cancel_scope.cancel()
-            except BaseExceptionGroup as group:
-                # The drain tasks never raise, so the group holds the body's own exception:
-                # give the caller that exception, not a wrapper (asynccontextmanager relies
-                # on seeing the very exception it threw in).
-                if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
-                raise
-        finally:
-            with trio.CancelScope(shield=True):
-                await _stop(process)
-                for stream in (process.stdout, process.stderr):
-                    if stream is not None:
-                        await stream.aclose()
+                yield url
+            finally:
+                with trio.CancelScope(shield=True):
+                    await _stop(process)
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await _stop(process)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    await stream.aclose()
 
 
 async def _start(
