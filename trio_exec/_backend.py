@@ -296,6 +296,24 @@ def check_dimensions(rows: int, cols: int) -> None:
             raise ValueError(f"{name} must be within 1..65535, not {value}")
 
 
+def check_seconds(name: str, value: float) -> None:
+    """Raise ValueError unless ``value`` is a duration >= 0 seconds (NaN is refused)."""
+    if not value >= 0:  # also rejects NaN
+        raise ValueError(f"{name} must be >= 0 seconds, not {value!r}")
+
+
+def check_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Validate an environment mapping and return it as a dict of str to str."""
+    result: dict[str, str] = {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("env keys and values must be str")
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise ValueError(f"invalid environment variable name or value: {key!r}")
+        result[key] = value
+    return result
+
+
 def check_argv(argv: Sequence[str]) -> list[str]:
     """Validate a command line and return it as a list."""
     if isinstance(argv, str | bytes):

@@ -46,6 +46,8 @@ from ._backend import (
     ExecProcess,
     check_argv,
     check_dimensions,
+    check_env,
+    check_seconds,
     new_process_id,
 )
 from ._errors import SpawnError, UnsupportedOperation
@@ -398,30 +400,12 @@ class LocalProcess(ExecProcess):
 
     async def terminate(self, grace: float = DEFAULT_GRACE) -> bool:
         """See :meth:`ExecProcess.terminate`. Returns once the child exited (not closed)."""
-        _check_grace(grace)
+        check_seconds("grace", grace)
         if self._gone or self._child_exited.is_set():
             await trio.lowlevel.checkpoint()
             return False
         await self._terminate_group(grace)
         return True
-
-
-def _check_grace(grace: float) -> None:
-    if not grace >= 0:  # also rejects NaN
-        raise ValueError(f"grace must be >= 0 seconds, not {grace!r}")
-
-
-def _check_env(env: Mapping[str, str] | None) -> dict[str, str] | None:
-    if env is None:
-        return None
-    result: dict[str, str] = {}
-    for key, value in env.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError("env keys and values must be str")
-        if not key or "=" in key or "\0" in key or "\0" in value:
-            raise ValueError(f"invalid environment variable name or value: {key!r}")
-        result[key] = value
-    return result
 
 
 async def _spawn(
@@ -538,13 +522,13 @@ class LocalBackend(ExecBackend):
         """See :meth:`ExecBackend.open_process`. Also raises ValueError for a process id
         that is already open on this backend."""
         args = check_argv(argv)
-        _check_grace(grace)
+        check_seconds("grace", grace)
         if arg0 is not None and (not isinstance(arg0, str) or "\0" in arg0):
             raise ValueError("arg0 must be a str without NUL")
         return self._open(
             args,
             cwd=cwd,
-            env=_check_env(env),
+            env=None if env is None else check_env(env),
             tty=tty,
             pipe_stdin=pipe_stdin,
             arg0=arg0,

@@ -79,6 +79,8 @@ from ._backend import (
     ExecProcess,
     check_argv,
     check_dimensions,
+    check_env,
+    check_seconds,
     new_process_id,
 )
 from ._errors import (
@@ -824,7 +826,7 @@ class RemoteBackend(ExecBackend):
         process.
         """
         args = check_argv(argv)
-        _check_grace(grace)
+        check_seconds("grace", grace)
         if arg0 is not None and (not isinstance(arg0, str) or "\0" in arg0):
             raise ValueError("arg0 must be a str without NUL")
         if process_id is not None and not isinstance(process_id, str):
@@ -838,7 +840,7 @@ class RemoteBackend(ExecBackend):
             process_id=new_process_id() if process_id is None else process_id,
             argv=tuple(args),
             cwd=path_to_file_uri(directory),
-            env=_check_env(os.environ if env is None else env),
+            env=check_env(os.environ if env is None else env),
             tty=bool(tty),
             pipe_stdin=bool(pipe_stdin),
             arg0=arg0,
@@ -1068,7 +1070,7 @@ class RemoteProcess(ExecProcess):
         is sent (shielded, at most :data:`SHUTDOWN_TIMEOUT` seconds), then Cancelled
         propagates.
         """
-        _check_grace(grace)
+        check_seconds("grace", grace)
         if self._gone or self._log.exited is not None:
             await trio.lowlevel.checkpoint()
             return False
@@ -1142,22 +1144,6 @@ class RemoteProcess(ExecProcess):
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _check_grace(grace: float) -> None:
-    if not grace >= 0:  # also rejects NaN
-        raise ValueError(f"grace must be >= 0 seconds, not {grace!r}")
-
-
-def _check_env(env: Mapping[str, str]) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for key, value in env.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError("env keys and values must be str")
-        if not key or "=" in key or "\0" in key or "\0" in value:
-            raise ValueError(f"invalid environment variable name or value: {key!r}")
-        result[key] = value
-    return result
 
 
 def _start_error(exc: RemoteError, params: StartParams) -> Exception:

@@ -40,7 +40,7 @@ from typing import Final, TypeAlias
 
 import trio
 
-from ._backend import DEFAULT_GRACE, ExecBackend, ExecProcess
+from ._backend import DEFAULT_GRACE, ExecBackend, ExecProcess, check_seconds
 from ._errors import ConnectionLost, TrioExecError, UnsupportedOperation
 from ._events import Closed, Exited, Failed, Output, OutputStream, WriteStatus
 from ._retained import DEFAULT_RETAINED_BYTES, EventSubscription
@@ -85,11 +85,6 @@ it arrives, a logger that gets each line (INFO), or None for the logger named
 :data:`STDERR_LOGGER_NAME`."""
 
 
-def _check_seconds(name: str, value: float) -> None:
-    if not value >= 0:  # also rejects NaN
-        raise ValueError(f"{name} must be >= 0 seconds, not {value!r}")
-
-
 def _subscribe(process: ExecProcess) -> EventSubscription:
     """A new subscription to ``process``'s log (closable synchronously, pollable)."""
     events = process.subscribe()
@@ -131,8 +126,8 @@ class ProcessStream(trio.abc.HalfCloseableStream):
         grace: float = DEFAULT_GRACE,
         eof_timeout: float = DEFAULT_EOF_TIMEOUT,
     ) -> None:
-        _check_seconds("grace", grace)
-        _check_seconds("eof_timeout", eof_timeout)
+        check_seconds("grace", grace)
+        check_seconds("eof_timeout", eof_timeout)
         self._process: Final = process
         self._grace: Final = grace
         self._eof_timeout: Final = eof_timeout
@@ -538,8 +533,8 @@ def open_stream(
     """
     if not (stderr is None or isinstance(stderr, logging.Logger) or callable(stderr)):
         raise TypeError(f"stderr must be a callable, a logging.Logger or None, not {stderr!r}")
-    _check_seconds("grace", grace)
-    _check_seconds("eof_timeout", eof_timeout)
+    check_seconds("grace", grace)
+    check_seconds("eof_timeout", eof_timeout)
     return _open_stream(
         backend,
         argv,

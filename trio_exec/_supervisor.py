@@ -49,7 +49,7 @@ from typing import Final, TypeAlias, assert_never
 import attrs
 import trio
 
-from ._backend import DEFAULT_GRACE, ExecBackend, ExecProcess, check_argv
+from ._backend import DEFAULT_GRACE, ExecBackend, ExecProcess, check_argv, check_env
 from ._errors import TrioExecError
 from ._events import Closed, Event, Exited, Failed, Output, OutputStream, signal_name
 from ._local import LocalBackend
@@ -281,16 +281,7 @@ def _to_policy(value: RestartPolicy | str) -> RestartPolicy:
 
 
 def _to_env(value: Mapping[str, str] | None) -> Mapping[str, str] | None:
-    if value is None:
-        return None
-    env: dict[str, str] = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not isinstance(item, str):
-            raise TypeError("ChildSpec.env keys and values must be str")
-        if not key or "=" in key or "\0" in key or "\0" in item:
-            raise ValueError(f"ChildSpec.env has an invalid variable name or value: {key!r}")
-        env[key] = item
-    return env
+    return None if value is None else check_env(value)
 
 
 def _to_codes(value: Iterable[int]) -> frozenset[int]:

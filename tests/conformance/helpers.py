@@ -32,6 +32,6 @@ def group_alive(pgid: int) -> bool:
     ).stdout
     for line in listing.splitlines():
         group, _, state = line.strip().partition(" ")
-        if int(group) == pgid and not state.strip().startswith("Z"):
+        if group and int(group) == pgid and not state.strip().startswith("Z"):
             return True
     return False

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any, Final
 
 import trio_exec._supervisor as sv
+
+from ..conformance.helpers import group_alive as group_alive
 
 TIMEOUT: Final = 30.0
 """Bound on any single wait in a test; a hang fails the test instead of the run."""
@@ -58,18 +59,6 @@ def first_int_line(status: sv.ChildStatus) -> int:
 def has_int_line(status: sv.ChildStatus) -> bool:
     """Whether a kept line is a number."""
     return any(line.text.strip().isdigit() for line in status.lines)
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of group ``pgid`` is alive (a zombie is not), asked of ``ps``."""
-    listing = subprocess.run(
-        ["ps", "-A", "-o", "pgid=", "-o", "stat="], capture_output=True, check=True, text=True
-    ).stdout
-    for line in listing.splitlines():
-        group, _, state = line.strip().partition(" ")
-        if group and int(group) == pgid and not state.strip().startswith("Z"):
-            return True
-    return False
 
 
 def free_port() -> int:

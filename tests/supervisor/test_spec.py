@@ -75,7 +75,7 @@ def test_keyword_only_and_frozen() -> None:
         ({"keep_lines": -1}, ValueError, "keep_lines must be >= 0"),
         ({"keep_runs": 0}, ValueError, "keep_runs must be >= 1"),
         ({"success_codes": []}, ValueError, "success_codes must be a non-empty set"),
-        ({"env": {"A=B": "x"}}, ValueError, "invalid variable name"),
+        ({"env": {"A=B": "x"}}, ValueError, "invalid environment variable name"),
         ({"env": {"A": 1}}, TypeError, "env keys and values must be str"),
         ({"ready": "ready"}, TypeError, "ready must be a ReadyOnOutput, ReadyOnPort"),
     ],
