@@ -306,6 +306,9 @@ class ProcessLog:
     def _advanced(self, subscription: EventSubscription) -> None:
         self._space.unpark_all()
 
+    def _wake_receivers(self) -> None:
+        self._changed.unpark_all()
+
     def _unsubscribe(self, subscription: EventSubscription) -> None:
         self._subscriptions.discard(subscription)
         self._space.unpark_all()
@@ -396,9 +399,14 @@ class EventSubscription(trio.abc.ReceiveChannel[Event]):
         self._log._unsubscribe(self)
 
     def close(self) -> None:
-        """Stop receiving and release the hold on the log, synchronously."""
+        """Stop receiving and release the hold on the log, synchronously.
+
+        A task blocked in :meth:`receive` on this subscription wakes up with
+        :class:`trio.ClosedResourceError`.
+        """
         self._aclosed = True
         self._log._unsubscribe(self)
+        self._log._wake_receivers()
 
     async def aclose(self) -> None:
         """Stop receiving and release the hold on the log.

@@ -74,6 +74,21 @@ async def test_late_subscriber_gets_replay_then_live(backend: tx.ExecBackend) ->
     check_event_stream(events_late, expected_output={STDOUT: b"one\ntwo\n"})
 
 
+async def test_closing_a_subscription_wakes_its_receiver(backend: tx.ExecBackend) -> None:
+    async with backend.open_process(["sleep", "30"], grace=0) as proc:
+        subscription = proc.subscribe()
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+
+                async def receive() -> None:
+                    with pytest.raises(trio.ClosedResourceError):
+                        await subscription.receive()
+
+                nursery.start_soon(receive)
+                await trio.testing.wait_all_tasks_blocked()
+                await subscription.aclose()
+
+
 async def test_subscribe_after_close_replays_everything(backend: tx.ExecBackend) -> None:
     async with backend.open_process(["sh", "-c", "echo a; echo b >&2"]) as proc:
         await proc.wait_closed()
