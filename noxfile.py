@@ -1,11 +1,12 @@
-"""Automation: ``nox -s lint typecheck tests`` is the whole check; ``bench`` and ``demo`` too."""
+"""Automation: ``nox -s lint typecheck docs tests`` is the whole check; ``bench`` and
+``demo`` too."""
 
 from __future__ import annotations
 
 import nox
 
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 
 
 @nox.session
@@ -21,6 +22,16 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on trio_exec and the tests (configured in pyproject.toml)."""
     session.install("-e", ".[test]", "mypy", "nox")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The Sphinx site (tutorial, API reference, protocol, comparison, operations), with
+    warnings as errors."""
+    session.install("-e", ".", "sphinx")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html"
+    )
 
 
 @nox.session

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import os
 import signal
+import ssl
 import sys
 import termios
 import tty as _tty
@@ -22,6 +23,10 @@ import trio
 from ._backend import ExecBackend, ExecProcess
 from ._errors import TrioExecError
 from ._events import Closed, Event, Exited, Failed, Output, OutputStream
+from ._retained import DEFAULT_RETAINED_BYTES
+from ._server import MAX_IN_FLIGHT_REQUESTS, MAX_PROCESSES_PER_SESSION, MAX_READ_WAIT
+from ._transport import DEFAULT_MAX_MESSAGE_BYTES
+from ._util import open_service_nursery
 
 __all__ = ["main"]
 
@@ -67,13 +72,75 @@ def _parser() -> argparse.ArgumentParser:
         "--listen",
         default="ws://127.0.0.1:0",
         metavar="ws://IP:PORT|stdio",
-        help="where to listen (default ws://127.0.0.1:0, a free port); stdio serves one "
-        "session on stdin/stdout",
+        help="where to listen (default ws://127.0.0.1:0, a free port; with --tls-cert the "
+        "listener serves wss://); stdio serves one session on stdin/stdout; an address "
+        "that is not loopback needs --ws-auth or --allow-unauthenticated-non-loopback",
     )
     serve.add_argument("--ws-auth", choices=["capability-token"], help="require a bearer token")
     serve.add_argument("--ws-token-file", metavar="FILE", help="the token, read from FILE")
     serve.add_argument("--ws-token-sha256", metavar="HEX", help="the token's SHA-256 digest")
+    serve.add_argument(
+        "--allow-unauthenticated-non-loopback",
+        action="store_true",
+        help="serve without --ws-auth on an address that is not loopback (refused by default: "
+        "anyone who can reach the port could run commands)",
+    )
+    serve.add_argument(
+        "--tls-cert", metavar="FILE", help="serve wss:// with this PEM certificate chain"
+    )
+    serve.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    limits = serve.add_argument_group("limits")
+    limits.add_argument(
+        "--max-processes",
+        type=_positive_int,
+        default=MAX_PROCESSES_PER_SESSION,
+        metavar="N",
+        help="processes per session, closed-but-retained ones included (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-in-flight",
+        type=_positive_int,
+        default=MAX_IN_FLIGHT_REQUESTS,
+        metavar="N",
+        help="requests handled at once per connection; beyond it the server stops reading "
+        "(default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-read-wait",
+        type=_seconds,
+        default=MAX_READ_WAIT,
+        metavar="SECONDS",
+        help="longest process/read long-poll; a longer waitMs is clamped (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-message-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        metavar="N",
+        help="largest websocket message or stdio line accepted (default %(default)s)",
+    )
+    limits.add_argument(
+        "--retain-bytes",
+        type=_positive_int,
+        default=DEFAULT_RETAINED_BYTES,
+        metavar="N",
+        help="output retained per process for process/read (default %(default)s)",
+    )
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text}")
+    return value
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
@@ -194,13 +261,36 @@ def _listen_address(listen: str) -> tuple[str, int] | None:
         ipaddress.ip_address(parts.hostname or "")
     except ValueError:
         port = None
-    if parts.scheme != "ws" or port is None or parts.path not in ("", "/"):
-        raise _UsageError(f"invalid --listen URL {listen!r}: expected `ws://IP:PORT` or `stdio`")
+    if parts.scheme not in ("ws", "wss") or port is None or parts.path not in ("", "/"):
+        raise _UsageError(
+            f"invalid --listen URL {listen!r}: expected `ws://IP:PORT` (`wss://IP:PORT` with "
+            "--tls-cert) or `stdio`"
+        )
     return parts.hostname or "", port
 
 
+def _tls_context(args: argparse.Namespace, websocket: bool) -> ssl.SSLContext | None:
+    """The server-side TLS context of ``--tls-cert`` / ``--tls-key``, or None without them."""
+    wss = args.listen.startswith("wss://")
+    if args.tls_cert is None and args.tls_key is None:
+        if wss:
+            raise _UsageError("a `wss://` listener requires `--tls-cert` and `--tls-key`")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise _UsageError("`--tls-cert` and `--tls-key` must be given together")
+    if not websocket:
+        raise _UsageError("TLS requires a WebSocket listener, not stdio")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except OSError as exc:  # ssl.SSLError is an OSError
+        detail = exc.strerror or getattr(exc, "reason", None) or type(exc).__name__
+        raise _UsageError(f"cannot load the TLS certificate or key: {detail}") from None
+    return context
+
+
 async def _serve(args: argparse.Namespace) -> int:
-    from ._server import serve_stdio, serve_websocket
+    from ._server import ExecServer, _is_loopback, serve_stdio, serve_websocket
 
     address = _listen_address(args.listen)
     token_flags = args.ws_token_file is not None or args.ws_token_sha256 is not None
@@ -216,18 +306,45 @@ async def _serve(args: argparse.Namespace) -> int:
             )
         if args.ws_token_file is not None and args.ws_token_sha256 is not None:
             raise _UsageError("`--ws-token-file` and `--ws-token-sha256` are mutually exclusive")
+    ssl_context = _tls_context(args, address is not None)
+    unauthenticated = args.ws_auth is None and not args.allow_unauthenticated_non_loopback
+    if address is not None and unauthenticated and not _is_loopback(address[0]):
+        raise _UsageError(
+            f"refusing to listen on {address[0]}, which is not a loopback address, "
+            "without authentication: anyone who can reach it could run commands. Use "
+            "`--ws-auth capability-token` (with `--ws-token-file` or `--ws-token-sha256`), "
+            "or pass `--allow-unauthenticated-non-loopback`"
+        )
+    try:
+        server = ExecServer(
+            max_processes=args.max_processes,
+            max_in_flight=args.max_in_flight,
+            max_read_wait=args.max_read_wait,
+            max_message_bytes=args.max_message_bytes,
+            retain_bytes=args.retain_bytes,
+        )
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
     if address is None:
-        await serve_stdio()
+        await serve_stdio(server=server)
         return 0
     token = None if args.ws_token_file is None else _read_token(args.ws_token_file)
     host, port = address
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
+        # A bind error comes out as itself (an OSError), for a one-line message.
+        async with open_service_nursery() as nursery:
             try:
                 url: str = await nursery.start(
                     partial(
-                        serve_websocket, host, port, token=token, token_sha256=args.ws_token_sha256
+                        serve_websocket,
+                        host,
+                        port,
+                        token=token,
+                        token_sha256=args.ws_token_sha256,
+                        ssl_context=ssl_context,
+                        server=server,
+                        allow_unauthenticated_non_loopback=args.allow_unauthenticated_non_loopback,
                     )
                 )
             except ValueError as exc:

@@ -66,8 +66,8 @@ __all__ = [
     "open_process",
 ]
 
-READ_CHUNK_BYTES: Final = 64 * 1024
-"""Largest chunk read from a pipe or PTY at once, so the largest ``Output.data`` (64 KiB)."""
+READ_CHUNK_BYTES: Final = 256 * 1024
+"""Largest chunk read from a pipe or PTY at once, so the largest ``Output.data`` (256 KiB)."""
 
 PIPE_BUFFER_BYTES: Final = 1024 * 1024
 """Kernel buffer asked for each output pipe (Linux ``F_SETPIPE_SZ``; the default is 64 KiB).
