@@ -48,6 +48,8 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "-m", "benchmarks.local")
     session.run("python", "-m", "benchmarks.remote")
+    session.run("python", "-m", "benchmarks.transports")
+    session.run("python", "-m", "benchmarks.load")
 
 
 @nox.session

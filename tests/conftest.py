@@ -1,19 +1,65 @@
 """Fixtures shared by the whole suite.
 
-The ``exec_backend`` fixture comes from trio_exec's own pytest plugin
-(``trio_exec.testing.pytest_plugin``, registered through the ``pytest11`` entry point);
-``backend`` is the conformance suite's name for it: every test that takes it runs once
-per backend.
+``backend`` is the conformance suite's backend: every test that takes it runs once per
+kind in :data:`BACKEND_KINDS`:
+
+* ``local``: a :class:`~trio_exec.LocalBackend`;
+* ``remote``: our client against our websocket server (both from the plugin's
+  :func:`~trio_exec.testing.pytest_plugin.open_backend`);
+* ``remote-stdio``: :func:`trio_exec.connect_command` running ``python -m trio_exec serve
+  --listen stdio`` (NDJSON over the child's stdin / stdout);
+* ``remote-ssh``: the same server behind ``ssh`` to a real sshd on 127.0.0.1 (the
+  session-scoped ``ssh_server`` fixture, which installs OpenSSH if it is missing).
+
+The server runs on this machine in every case, so the tests can still look at process
+groups with ``ps``. The hypothesis property tests use ``kind`` (tests/property) instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from typing import Final
+
 import pytest
 
 import trio_exec as tx
+from trio_exec._command import connect_command
+from trio_exec.testing.pytest_plugin import BACKEND_KINDS as PLUGIN_BACKEND_KINDS
+from trio_exec.testing.pytest_plugin import open_backend
+
+from .transports.helpers import STDIO_SERVER, ssh_argv
+from .transports.sshd import SshServer, run_sshd
+
+BACKEND_KINDS: Final = (*PLUGIN_BACKEND_KINDS, "remote-stdio", "remote-ssh")
+"""The parameters of ``backend``."""
+
+BackendOpener = Callable[[], AbstractAsyncContextManager[tx.ExecBackend]]
+
+
+@pytest.fixture(scope="session")
+def ssh_server() -> Iterator[SshServer]:
+    """A throwaway sshd on 127.0.0.1 for the session (installed with apt-get if missing)."""
+    with run_sshd() as server:
+        yield server
+
+
+@pytest.fixture(params=BACKEND_KINDS)
+def backend_opener(request: pytest.FixtureRequest) -> BackendOpener:
+    """How to open the backend of this parameter (sync, so it may ask for ``ssh_server``
+    only when a ``remote-ssh`` test runs)."""
+    kind: str = request.param
+    if kind in PLUGIN_BACKEND_KINDS:
+        return lambda: open_backend(kind)
+    if kind == "remote-stdio":
+        return lambda: connect_command(STDIO_SERVER)
+    assert kind == "remote-ssh", kind
+    server: SshServer = request.getfixturevalue("ssh_server")
+    return lambda: connect_command(ssh_argv(server.argv))
 
 
 @pytest.fixture
-def backend(exec_backend: tx.ExecBackend) -> tx.ExecBackend:
-    """Each backend in turn: ``local``, ``remote`` (our client against our server)."""
-    return exec_backend
+async def backend(backend_opener: BackendOpener) -> AsyncIterator[tx.ExecBackend]:
+    """Each backend in turn: ``local``, ``remote``, ``remote-stdio``, ``remote-ssh``."""
+    async with backend_opener() as opened:
+        yield opened

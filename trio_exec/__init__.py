@@ -14,6 +14,7 @@ from ._backend import (
     ProcessStatistics,
     run_process,
 )
+from ._command import CommandStderr, connect_command
 from ._errors import (
     CalledProcessError,
     ConnectionLost,
@@ -68,6 +69,7 @@ __all__ = [
     "ChildState",
     "ChildStatus",
     "Closed",
+    "CommandStderr",
     "CompletedProcess",
     "ConnectionLost",
     "Event",
@@ -103,6 +105,7 @@ __all__ = [
     "UnsupportedOperation",
     "WriteStatus",
     "connect",
+    "connect_command",
     "open_process",
     "open_remote_backend",
     "open_stream",

@@ -119,9 +119,9 @@ def _live_group_members(pgid: int) -> bool:
 async def _wait_group_gone(pgid: int) -> None:
     """Wait (at most :data:`GROUP_EXIT_TIMEOUT`) until no process of the group is alive.
 
-    Called after SIGKILL was sent to the group. Once its leader was reaped, the common
-    case (an empty group) costs one ``killpg(pgid, 0)``; before, the leader's zombie keeps
-    the group and ``/proc`` is scanned for live members.
+    Called after SIGKILL was sent to the group and its leader was reaped: the common case
+    (a group that died with its leader) costs one ``killpg(pgid, 0)``; otherwise ``/proc``
+    is scanned for live members.
     """
     delay = 0.001
     with trio.move_on_after(GROUP_EXIT_TIMEOUT):
@@ -235,6 +235,7 @@ class LocalProcess(ExecProcess):
         self._reaped = False
         self._done = trio.Event()
         self._tasks_scope = trio.CancelScope(shield=True)
+        self._group_gone = False
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -290,14 +291,33 @@ class LocalProcess(ExecProcess):
         self._log.release_backpressure()
         if not self._child_exited.is_set():
             await self._terminate_group(grace)
-        # The child is an unreaped zombie here, so its pid (the group id) is not reused.
-        _killpg(self.pid, _signal.SIGKILL)
+        self._kill_group(_signal.SIGKILL)
         with trio.move_on_after(CLOSE_DRAIN_TIMEOUT):
             await self._done.wait()
         self._gone = True
-        self._popen.poll()
+        await self._reap_and_wait_group()
+
+    def _kill_group(self, sig: int) -> None:
+        """Signal the child's process group, unless it is known to be gone.
+
+        Until the child is reaped its zombie pins its pid, which is also the group id, so
+        the id cannot name another group. Once it is reaped the group is only signalled
+        again while it is known to have live members (which pin the id in turn).
+        """
+        if not self._group_gone:
+            _killpg(self.pid, sig)
+
+    async def _reap_and_wait_group(self) -> None:
+        """Reap the exited child, then wait until no process of its group is alive.
+
+        Called after SIGKILL was sent to the group. Reaping first makes the common case (a
+        group that died with its leader) cost one ``killpg(pgid, 0)``.
+        """
+        self._popen.poll()  # reaps at once: the child is known to have exited
         self._reaped = True
-        await _wait_group_gone(self.pid)
+        if not self._group_gone:
+            await _wait_group_gone(self.pid)
+            self._group_gone = True
 
     def _release(self) -> None:
         """Close every descriptor and reap the child; synchronous and idempotent."""
@@ -314,7 +334,7 @@ class LocalProcess(ExecProcess):
             self._master = None
         if not self._reaped:
             if self._popen.poll() is None:
-                _killpg(self.pid, _signal.SIGKILL)
+                self._kill_group(_signal.SIGKILL)
                 self._popen.wait()
             self._reaped = True
         if not self._log.finished:
@@ -327,14 +347,14 @@ class LocalProcess(ExecProcess):
                 self._log.set_closed()
 
     async def _terminate_group(self, grace: float) -> None:
-        _killpg(self.pid, _signal.SIGTERM)
-        _killpg(self.pid, _signal.SIGCONT)
+        self._kill_group(_signal.SIGTERM)
+        self._kill_group(_signal.SIGCONT)
         try:
             with trio.move_on_after(grace):
                 await self._child_exited.wait()
         finally:
             if not self._child_exited.is_set():
-                _killpg(self.pid, _signal.SIGKILL)
+                self._kill_group(_signal.SIGKILL)
                 with trio.CancelScope(shield=True):
                     await self._child_exited.wait()
 
@@ -384,10 +404,10 @@ class LocalProcess(ExecProcess):
         await trio.lowlevel.checkpoint()
         if self._gone:
             return
-        _killpg(self.pid, signum)
+        self._kill_group(signum)
         if signum is _signal.SIGKILL:
             await self._child_exited.wait()
-            await _wait_group_gone(self.pid)
+            await self._reap_and_wait_group()
 
     async def resize(self, rows: int, cols: int) -> None:
         """See :meth:`ExecProcess.resize`."""

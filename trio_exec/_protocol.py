@@ -256,6 +256,10 @@ class Extension(enum.StrEnum):
     """``process/read`` results carry ``firstRetainedSeq``."""
     LIST = "list"
     """``process/list``."""
+    RESUME = "resume"
+    """Sessions outlive a lost websocket connection for a detach time and are taken back with
+    ``initialize {resumeSessionId}``; output retained at the loss is kept for the catch-up
+    reads (see PROTOCOL.md, "Connection loss and resume")."""
 
 
 class ProcessSignal(enum.Enum):

@@ -34,12 +34,42 @@ queues of a connection hold more than :data:`READ_AHEAD_BYTES` of output, the re
 stops reading, which holds back the server and, through it, the child. Memory stays
 bounded and no output is lost, however slow the consumer.
 
-Failure. When the transport breaks (or the server breaks the protocol), every pending and
-every later call raises :class:`ConnectionLost`, and every open process's log fails with
-``exec-server transport disconnected: <reason>`` (after what was already received is put
-in the log: a process whose ``closed`` arrived still ends with Closed), so its
-subscriptions yield ``Failed`` and end, and reads return ``closed=True`` with ``failure``
-set. Nothing waits forever.
+Failure. When the transport breaks (or the server breaks the protocol) and the session is
+not resumed (below), every pending and every later call raises :class:`ConnectionLost`,
+and every open process's log fails with ``exec-server transport disconnected: <reason>``
+(after what was already received is put in the log: a process whose ``closed`` arrived
+still ends with Closed), so its subscriptions yield ``Failed`` and end, and reads return
+``closed=True`` with ``failure`` set. Nothing waits forever.
+
+Resume. A backend made by :func:`connect` (websocket) survives a lost connection: the
+**recovery** task reconnects and sends ``initialize {resumeSessionId}`` until it succeeds
+or :data:`RESUME_DEADLINE` passes, waiting between attempts with exponential backoff and
+jitter (:data:`RESUME_BACKOFF_INITIAL`, :data:`RESUME_BACKOFF_MAX`); -32010 (the server
+has not noticed yet that the old connection is dead) is retried like a failed connect,
+-32600 (the session expired) is final. Meanwhile the routes and logs stay as they are. Once
+resumed, the server sends live notifications for new events, and for each open process the
+recovery reads what was missed, ``process/read afterSeq=<last ordered seq>`` in pages of
+:data:`CATCH_UP_READ_BYTES` until it meets the live events, and pushes the result into the
+same ordering buffer, which drops duplicates: consumers see one stream without gaps or
+duplicates. A seq that was neither returned nor explained by the read's exit status is
+output the server evicted meanwhile: that process's log fails with ``... failed to recover
+process ...`` and the process is terminated; so it does when the session cannot be resumed
+in time (then for every process, and the backend is broken for good). Calls during the
+outage:
+
+* a call made during the outage waits for the resume and is then sent (or raises
+  :class:`ConnectionLost` if the resume fails);
+* a call in flight when the connection broke is sent again after the resume when that is
+  safe: ``process/write`` (same ``writeId``: the server writes it once), ``process/read``,
+  ``process/terminate`` and ``process/resize``; ``process/signal`` and
+  ``process/closeStdin`` raise :class:`ConnectionLost`, since they may or may not have
+  been carried out (a signal must not be delivered twice);
+* a ``process/start`` in flight: after the resume, a read tells whether the server has
+  the process; if it has, the start succeeded (the missed events are read), otherwise the
+  start is sent again.
+
+Transports given to :func:`open_remote_backend` (stdio, a command's pipes) are never
+resumed: their session ends with them.
 
 Rules
 -----
@@ -60,6 +90,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import random
 import re
 import signal as _signal
 import ssl
@@ -96,6 +127,7 @@ from ._protocol import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
+    SESSION_ALREADY_ATTACHED,
     ClosedNotification,
     CloseStdinParams,
     CloseStdinResult,
@@ -137,6 +169,7 @@ from ._retained import DEFAULT_RETAINED_BYTES, ProcessLog
 from ._transport import MessageTransport, open_websocket_transport
 
 __all__ = [
+    "CATCH_UP_READ_BYTES",
     "CLOSE_TIMEOUT",
     "DISCONNECTED",
     "INITIALIZE_TIMEOUT",
@@ -144,6 +177,11 @@ __all__ = [
     "MAX_REORDER_BYTES",
     "MAX_REORDER_EVENTS",
     "READ_AHEAD_BYTES",
+    "RESUME_ATTEMPT_TIMEOUT",
+    "RESUME_BACKOFF_INITIAL",
+    "RESUME_BACKOFF_JITTER",
+    "RESUME_BACKOFF_MAX",
+    "RESUME_DEADLINE",
     "SHUTDOWN_TIMEOUT",
     "WRITE_CHUNK_BYTES",
     "RemoteBackend",
@@ -198,6 +236,34 @@ events in their own task, or close a subscription you stopped reading."""
 
 DISCONNECTED: Final = "exec-server transport disconnected"
 """The start of every failure message of a broken connection (as the reference client)."""
+
+RESUME_DEADLINE: Final = 25.0
+"""Seconds a :func:`connect` backend keeps trying to resume its session after the
+connection was lost (as the reference client), before it gives up: then every open
+process fails and every call raises :class:`ConnectionLost`. It fits inside the server's
+detach time (``trio-exec serve``: 30 s, the reference: 80 s)."""
+
+RESUME_ATTEMPT_TIMEOUT: Final = 5.0
+"""Seconds one resume attempt may take to connect (TCP, TLS, upgrade) and to get the
+answer to ``initialize``; then the next attempt starts. Shorter than a first connection's
+timeouts: after a blip, a fresh attempt is likelier to get through than a hanging one
+(trio-websocket 0.12 even waits for its handshake forever when the peer resets the
+connection during it)."""
+
+RESUME_BACKOFF_INITIAL: Final = 0.1
+"""Seconds before the second resume attempt (the first one is immediate); each further
+wait doubles, up to :data:`RESUME_BACKOFF_MAX`."""
+
+RESUME_BACKOFF_MAX: Final = 2.0
+"""The longest wait between two resume attempts, in seconds."""
+
+RESUME_BACKOFF_JITTER: Final = 0.5
+"""Each wait is drawn uniformly from ``[(1 - JITTER) * wait, wait]``, so clients cut off
+together do not come back in lockstep."""
+
+CATCH_UP_READ_BYTES: Final = 1024 * 1024
+"""``maxBytes`` of each catch-up ``process/read`` after a resume (1 MiB, about 1.4 MB of
+base64, well under the 16 MiB message limit however much the server retains)."""
 
 _R = TypeVar("_R")
 
@@ -258,6 +324,9 @@ class _RpcClient:
         self._scope = trio.CancelScope()
         self.failure: str | None = None
         """Why the connection broke (``exec-server transport disconnected: ...``), or None."""
+        self.resumable = False
+        """Whether it broke because the transport was lost (not a protocol error, not closed
+        by us): a session that may be resumed on a new connection."""
 
     @property
     def in_flight(self) -> int:
@@ -348,7 +417,7 @@ class _RpcClient:
             async for message in self._outbox_receive:
                 await self._transport.send(message)
         except ConnectionLost as exc:
-            self._fail(f"{DISCONNECTED}: {exc}")
+            self._lost(exc)
 
     async def _read_loop(self) -> None:
         try:
@@ -356,7 +425,7 @@ class _RpcClient:
                 frame = await self._transport.receive()
                 await self._handle(frame)
         except ConnectionLost as exc:
-            self._fail(f"{DISCONNECTED}: {exc}")
+            self._lost(exc)
         except ProtocolError as exc:
             self._fail(f"{DISCONNECTED}: protocol error: {exc}")
             # The stream cannot be trusted any more: close it so the server notices.
@@ -382,6 +451,11 @@ class _RpcClient:
                     f"trio-exec client does not implement `{message.method[:200]}`",
                 )
                 await self._transport.send(encode_message(reply))
+
+    def _lost(self, exc: ConnectionLost) -> None:
+        if self.failure is None:
+            self.resumable = True
+        self._fail(f"{DISCONNECTED}: {exc}")
 
     def _receive_response(self, message: Response | ErrorResponse) -> None:
         reply = self._state.receive_response(message)  # ProtocolError for an unknown id
@@ -481,12 +555,25 @@ class _Route:
         """Why the route ended early; the log fails with it once the queue is published."""
         self.publishing = True
         """Until the publisher task returns (it is started with the route)."""
+        self.started = False
+        """True once the server answered ``process/start``: a resume catches it up."""
+        self.catching_up = False
+        """Between a resume attempt and the end of this process's catch-up reads."""
+        self.first_live_seq: int | None = None
+        """While catching up: the seq of the first notification of the new connection."""
+        self.lost: str | None = None
+        """Why the process could not be recovered after a resume; its calls raise this."""
 
     # -- ordering (the reader) -------------------------------------------------------------
 
-    def push(self, event: ProcessNotification) -> None:
-        """Take one notification; queue it and every buffered one it unblocks."""
+    def push(self, event: ProcessNotification, *, live: bool = True) -> None:
+        """Take one notification; queue it and every buffered one it unblocks.
+
+        ``live``: it came as a notification (not from a catch-up read).
+        """
         seq = event.seq
+        if live and self.catching_up and self.first_live_seq is None:
+            self.first_live_seq = seq
         if not self.receiving or seq <= self.last_seq or seq in self._pending:
             return
         self._pending[seq] = event
@@ -499,8 +586,15 @@ class _Route:
             if isinstance(ready, OutputNotification):
                 self._pending_bytes -= len(ready.chunk)
             self._order(ready)
-        if self.receiving and (
-            len(self._pending) > MAX_REORDER_EVENTS or self._pending_bytes > MAX_REORDER_BYTES
+        self._check_reorder_bounds()
+
+    def _check_reorder_bounds(self) -> None:
+        # While catching up, live events wait for the reads by design; what the server
+        # retains bounds them (our server holds the child back meanwhile).
+        if (
+            self.receiving
+            and not self.catching_up
+            and (len(self._pending) > MAX_REORDER_EVENTS or self._pending_bytes > MAX_REORDER_BYTES)
         ):
             self.fail(
                 f"protocol error: event seq {self.last_seq + 1} of process "
@@ -534,6 +628,81 @@ class _Route:
         self._pending.clear()
         self._pending_bytes = 0
         self._wake.unpark_all()
+
+    # -- catching up after a resume --------------------------------------------------------
+
+    def begin_catch_up(self) -> None:
+        """A new connection is being set up: note where its live events start."""
+        self.catching_up = True
+        self.first_live_seq = None
+
+    def stopped(self) -> bool:
+        """Whether the route takes no more events (Closed was ordered, or it failed)."""
+        return not self.receiving
+
+    def end_catch_up(self) -> None:
+        self.catching_up = False
+        self.first_live_seq = None
+        self._check_reorder_bounds()
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether every event before the first live one is ordered."""
+        return self.first_live_seq is not None and self.last_seq >= self.first_live_seq - 1
+
+    def _exit_known(self) -> bool:
+        return self._exited or any(
+            isinstance(event, ExitedNotification) for event in self._pending.values()
+        )
+
+    def splice(self, result: ReadResult, after_seq: int, *, paged: bool) -> str | None:
+        """Order what a catch-up ``process/read`` after ``after_seq`` returned.
+
+        The read covers every seq from ``after_seq + 1`` up to its ``next_seq`` (the last
+        chunk's when ``paged`` and chunks came, else the process's next seq). A seq in
+        that range that is neither a chunk nor a buffered live event must be the exit
+        (once, when the result says it exited) or, last, the close; anything else was
+        evicted. Returns why history is missing, or None.
+        """
+        if result.failure is not None:
+            return f"the server reports the process failed: {result.failure}"
+        for chunk in result.chunks:
+            if chunk.seq > after_seq:
+                self.push(
+                    OutputNotification(
+                        process_id=self.process_id,
+                        seq=chunk.seq,
+                        stream=chunk.stream,
+                        chunk=chunk.data,
+                    ),
+                    live=False,
+                )
+        end = result.next_seq  # the first seq the read does not cover
+        whole = not (paged and result.chunks)
+        seq = self.last_seq + 1
+        while self.receiving:
+            seq = max(seq, self.last_seq + 1)  # pushing may order buffered events
+            while seq in self._pending:
+                seq += 1
+            if seq >= end:
+                break
+            event: ProcessNotification
+            if whole and result.closed and seq == end - 1 and self._exit_known():
+                event = ClosedNotification(process_id=self.process_id, seq=seq)
+            elif result.exited and result.exit_code is not None and not self._exit_known():
+                event = ExitedNotification(
+                    process_id=self.process_id, seq=seq, exit_code=result.exit_code
+                )
+            else:
+                first = result.first_retained_seq
+                retained = "" if first is None else f" (it retains seq {first} on)"
+                return (
+                    f"its events from seq {seq} on are no longer retained by the server"
+                    f"{retained}: they were evicted while the connection was down"
+                )
+            self.push(event, live=False)
+            seq += 1
+        return None
 
     # -- publishing (a task) ---------------------------------------------------------------
 
@@ -639,7 +808,29 @@ class RemoteStatistics:
     routed_processes: int
     """Processes whose events are still being received (not yet closed or failed)."""
     failure: str | None
-    """Why the connection broke, or None while it works."""
+    """Why the connection broke for good, or None while it works (or is being resumed)."""
+    recovering: bool = False
+    """Whether the connection was lost and the session is being resumed."""
+    resumes: int = 0
+    """Sessions resumed successfully on a new connection so far."""
+
+
+class _Retry(Exception):
+    """A resume attempt failed in a way that another attempt may fix."""
+
+
+class _GiveUp(Exception):
+    """The session cannot be resumed."""
+
+
+_Connector = Callable[[], AbstractAsyncContextManager[MessageTransport]]
+"""Opens a transport to the server; :func:`connect` reopens one to resume."""
+
+
+@asynccontextmanager
+async def _borrowed(transport: MessageTransport) -> AsyncIterator[MessageTransport]:
+    """A connector for a transport the caller owns (and closes)."""
+    yield transport
 
 
 class RemoteBackend(ExecBackend):
@@ -653,24 +844,44 @@ class RemoteBackend(ExecBackend):
     immediate SIGKILL of the process group (no grace); ``Exited.signal`` is None (only the
     ``exitSignal`` extension reports it); and a child on a terminal killed by any signal
     reports exit code 1.
+
+    A backend from :func:`connect` resumes its session after a lost connection (see the
+    module docstring); an exit caught up by a read after a resume has ``signal=None``,
+    since ``process/read`` does not report it.
     """
 
-    def __init__(self, transport: MessageTransport) -> None:
-        self._rpc = _RpcClient(
-            transport, on_notification=self._dispatch, on_failure=self._fail_routes
-        )
+    def __init__(self, connector: _Connector, *, client_name: str, resume_deadline: float) -> None:
+        self._connector = connector
+        self._client_name = client_name
+        self.resume_deadline: Final = resume_deadline
+        """Seconds a lost connection is resumed for; 0: never (see :data:`RESUME_DEADLINE`)."""
+        self._rpc: _RpcClient  # the current connection; set by _open_backend
+        self._usable = trio.Event()  # set while self._rpc can take calls
+        self._recovering = False
+        self._closing = False
+        self._final_failure: str | None = None
+        self._resumes = 0
         self._budget = _Budget(READ_AHEAD_BYTES)
         self._routes: dict[str, _Route] = {}  # taking notifications
         self._publishing: set[_Route] = set()  # publisher task running
-        self._nursery: trio.Nursery | None = None  # for the publishers
+        self._nursery: trio.Nursery | None = None  # for the publishers and the recovery
+        # For the connection tasks: not cancelled when the block is left, so that each
+        # transport closes cleanly (with a close handshake) once its RPC client stopped.
+        self._connections: trio.Nursery | None = None
         self._live: set[str] = set()
         self.session_id: str | None = None
-        """The server's session id (for a future resume), once initialized."""
+        """The server's session id (what a resume asks for), once initialized."""
         self.extensions: frozenset[str] = frozenset()
         """The protocol extensions the server advertised (see :class:`Extension`)."""
 
     def __repr__(self) -> str:
-        state = "broken" if self._rpc.failure is not None else "connected"
+        state = (
+            "broken"
+            if self._final_failure is not None
+            else "recovering"
+            if self._recovering
+            else "connected"
+        )
         return (
             f"<RemoteBackend {state} session={self.session_id!r} "
             f"extensions={sorted(self.extensions)} with {len(self._live)} open sessions>"
@@ -682,8 +893,8 @@ class RemoteBackend(ExecBackend):
 
     @property
     def failure(self) -> str | None:
-        """Why the connection broke, or None while it works."""
-        return self._rpc.failure
+        """Why the connection broke for good, or None while it works or is being resumed."""
+        return self._final_failure
 
     def statistics(self) -> RemoteStatistics:
         """Counters of this connection, for tests and monitoring."""
@@ -692,7 +903,9 @@ class RemoteBackend(ExecBackend):
             max_requests_in_flight=self._rpc.max_in_flight,
             open_processes=len(self._live),
             routed_processes=len(self._routes),
-            failure=self._rpc.failure,
+            failure=self._final_failure,
+            recovering=self._recovering,
+            resumes=self._resumes,
         )
 
     def _require(self, extension: Extension, what: str) -> None:
@@ -702,6 +915,38 @@ class RemoteBackend(ExecBackend):
                 f"which this server does not advertise (codex exec-server 0.169 has none)"
             )
 
+    def _check(self) -> None:
+        """Raise :class:`ConnectionLost` if the connection broke for good."""
+        if self._final_failure is not None:
+            raise ConnectionLost(self._final_failure)
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _run_connection(
+        self, *, task_status: trio.TaskStatus[_RpcClient] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Open a transport and run an RPC client on it until it breaks; a backend task.
+
+        Raises (before ``task_status.started``): ConnectionLost if it cannot be opened.
+        """
+        started = False
+        try:
+            async with self._connector() as transport:
+                rpc = _RpcClient(
+                    transport,
+                    on_notification=self._dispatch,
+                    on_failure=lambda message: self._on_rpc_failure(rpc, message),
+                )
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(rpc.run)
+                    task_status.started(rpc)
+                    started = True
+        except Exception as exc:
+            # Once started, the RPC client has already failed for the same reason: closing
+            # a dead transport may complain, which must not break the backend.
+            if not started or not _is_transport_error(exc):
+                raise
+
     async def _initialize(self, client_name: str) -> None:
         with trio.move_on_after(INITIALIZE_TIMEOUT):
             result = await self._rpc.call(
@@ -710,9 +955,260 @@ class RemoteBackend(ExecBackend):
             self.session_id = result.session_id
             self.extensions = frozenset(result.extensions)
             self._rpc.notify(InitializedNotification())
+            self._usable.set()
             return
         self._rpc.close(f"no answer to initialize within {INITIALIZE_TIMEOUT} s")
-        self._rpc.check()
+        self._check()
+
+    def _on_rpc_failure(self, rpc: _RpcClient, message: str) -> None:
+        """A connection broke (synchronously, before any caller sees its error)."""
+        if rpc is not getattr(self, "_rpc", None) or self._final_failure is not None:
+            # A resume attempt's connection (the recovery task sees it), or the first
+            # connection failing before it was installed (its opening raises).
+            return
+        if self._recovering:
+            # The new connection broke during the catch-up: the recovery task retries.
+            if self._usable.is_set():
+                self._usable = trio.Event()
+            return
+        if (
+            self._closing
+            or self.resume_deadline <= 0
+            or not rpc.resumable
+            or self.session_id is None
+            or self._nursery is None
+        ):
+            self._fail_for_good(message)
+            return
+        self._recovering = True
+        self._usable = trio.Event()
+        for route in self._routes.values():
+            route.begin_catch_up()
+        self._nursery.start_soon(self._recover, message)
+
+    def _fail_for_good(self, message: str) -> None:
+        """The session is lost: fail every process and every waiting and later call."""
+        if self._final_failure is not None:
+            return
+        self._final_failure = message
+        self._recovering = False
+        rpc: _RpcClient | None = getattr(self, "_rpc", None)
+        if rpc is not None:
+            rpc.close(message.removeprefix(f"{DISCONNECTED}: "))
+        self._fail_routes(message)
+        self._usable.set()  # wake the waiting calls: they see the failure
+
+    def _close(self, reason: str) -> None:
+        """The block is left: no resume any more; everything fails with ``reason``."""
+        self._closing = True
+        rpc: _RpcClient | None = getattr(self, "_rpc", None)
+        if rpc is not None:
+            rpc.close(reason)  # reports the failure, unless the connection is down already
+        message = f"{DISCONNECTED}: {reason}"
+        self._fail_for_good(message)
+        self._finish_routes(message)
+
+    async def _usable_rpc(self) -> _RpcClient:
+        """The connection to send a call on; waits while the session is being resumed.
+
+        Raises:
+            ConnectionLost: the connection broke for good.
+        """
+        while True:
+            self._check()
+            if self._usable.is_set():
+                return self._rpc
+            await self._usable.wait()
+
+    async def _call(
+        self,
+        params: RequestParams,
+        result_type: type[_R],
+        *,
+        resend: bool = False,
+        route: _Route | None = None,
+    ) -> _R:
+        """Send a request, on the current connection, and return its typed result.
+
+        A call made while the session is being resumed waits for the resume. ``resend``:
+        the call is safe to repeat, so if the connection breaks before the answer, it is
+        sent again on the resumed session; otherwise that raises ConnectionLost.
+
+        Raises:
+            ConnectionLost: the connection broke (for good, or during a call that is not
+                resent), or ``route``'s process could not be recovered after a resume.
+            RemoteError: the server answered with an error.
+        """
+        while True:
+            rpc = await self._usable_rpc()
+            if route is not None and route.lost is not None:
+                raise ConnectionLost(route.lost)
+            try:
+                call = await rpc.start_call(params)
+            except ConnectionLost:
+                continue  # nothing was sent; wait for the resume (or fail for good)
+            try:
+                return await rpc.wait(call, result_type)
+            except ConnectionLost:
+                if not resend or self._final_failure is not None or not self._recovering:
+                    raise
+
+    # -- resume ----------------------------------------------------------------------------
+
+    async def _recover(self, lost: str) -> None:
+        """Resume the session on a new connection, or fail it for good; a backend task."""
+        deadline = trio.current_time() + self.resume_deadline
+        last_error = "no attempt finished"
+        attempt = 0
+        with trio.move_on_at(deadline):
+            while True:
+                if attempt:
+                    await trio.sleep(_backoff_delay(attempt))
+                attempt += 1
+                try:
+                    await self._resume_once()
+                except _Retry as exc:
+                    last_error = str(exc)
+                    continue
+                except _GiveUp as exc:
+                    self._fail_for_good(f"{lost}; {exc}")
+                    return
+                self._recovering = False
+                self._resumes += 1
+                for route in self._routes.values():
+                    route.end_catch_up()
+                return
+        self._fail_for_good(
+            f"{lost}; the session could not be resumed within {self.resume_deadline:g} s "
+            f"({attempt} attempts; the last one: {last_error})"
+        )
+
+    async def _resume_once(self) -> None:
+        """One attempt: connect, ``initialize {resumeSessionId}``, catch up every process.
+
+        Raises:
+            _Retry: worth another attempt (cannot connect, -32010, the connection broke).
+            _GiveUp: the server no longer has the session.
+        """
+        assert self._connections is not None
+        assert self.session_id is not None
+        for route in self._routes.values():
+            route.begin_catch_up()
+        deadline = trio.current_time() + RESUME_ATTEMPT_TIMEOUT
+        rpc: _RpcClient | None = None
+        with trio.move_on_at(deadline):
+            try:
+                rpc = await self._connections.start(self._run_connection)
+            except ConnectionLost as exc:
+                raise _Retry(str(exc)) from None
+        if rpc is None:
+            raise _Retry(f"not connected within {RESUME_ATTEMPT_TIMEOUT} s")
+        try:
+            result: InitializeResult | None = None
+            with trio.move_on_at(deadline):
+                result = await rpc.call(
+                    InitializeParams(
+                        client_name=self._client_name, resume_session_id=self.session_id
+                    ),
+                    InitializeResult,
+                )
+            if result is None:
+                raise _Retry(f"no answer to initialize within {RESUME_ATTEMPT_TIMEOUT} s")
+            if result.session_id != self.session_id:
+                raise _GiveUp(
+                    f"the server answered the resume of session {self.session_id} with "
+                    f"session {result.session_id}"
+                )
+            rpc.notify(InitializedNotification())
+        except RemoteError as exc:
+            rpc.close("the resume was refused")
+            if exc.code == SESSION_ALREADY_ATTACHED:
+                raise _Retry(exc.message) from None
+            raise _GiveUp(
+                f"the server refused to resume session {self.session_id}: {exc.message}"
+            ) from None
+        except ConnectionLost as exc:
+            raise _Retry(str(exc)) from None
+        except BaseException:
+            rpc.close("the resume attempt was abandoned")
+            raise
+        self.extensions = frozenset(result.extensions)
+        self._rpc = rpc
+        self._usable.set()  # calls go on the new connection, during the catch-up too
+        broken = False
+
+        async def catch_up(route: _Route) -> None:
+            nonlocal broken
+            try:
+                await self._catch_up(rpc, route)
+            except ConnectionLost:
+                broken = True
+
+        async with trio.open_nursery() as nursery:
+            for route in list(self._routes.values()):
+                if route.started:
+                    nursery.start_soon(catch_up, route)
+        if broken or rpc.failure is not None:
+            raise _Retry(rpc.failure or "the connection broke during the catch-up")
+
+    async def _catch_up(self, rpc: _RpcClient, route: _Route) -> bool:
+        """Read what ``route``'s process missed and splice it in; see the module docstring.
+
+        Returns False if the server does not know the process (a start that did not
+        reach it). A process whose history is gone is failed and terminated.
+
+        Raises:
+            ConnectionLost: the connection broke.
+        """
+        process_id = route.process_id
+        while route.receiving:
+            after = route.last_seq
+            final = route.caught_up
+            # The last read (one chunk at most) also tells the server that the client has
+            # everything up to the live events, which releases what it held for us.
+            params = ReadParams(
+                process_id=process_id,
+                after_seq=after,
+                max_bytes=0 if final else CATCH_UP_READ_BYTES,
+            )
+            try:
+                result = await rpc.call(params, ReadResult)
+            except RemoteError as exc:
+                if "is starting" in exc.message:  # the reference, still spawning it
+                    await trio.sleep(0.01)
+                    continue
+                if not route.started:
+                    return False
+                self._lose(route, f"the server no longer knows it ({exc.message})")
+                return True
+            problem = route.splice(result, after, paged=True)
+            if problem is not None:
+                self._lose(route, problem)
+                return True
+            if route.stopped():
+                self._unroute(route)  # its Closed was ordered
+            if final or not result.chunks:
+                break
+            await self._budget.wait_below_limit()
+        route.started = True
+        route.end_catch_up()
+        return True
+
+    def _lose(self, route: _Route, problem: str) -> None:
+        """A process could not be recovered: fail it and terminate it on the server."""
+        message = f"{DISCONNECTED}: failed to recover process {route.process_id!r}: {problem}"
+        route.lost = message
+        self._unroute(route)
+        route.fail(message)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._terminate_quietly, route.process_id)
+
+    async def _terminate_quietly(self, process_id: str) -> None:
+        with trio.move_on_after(SHUTDOWN_TIMEOUT):
+            try:
+                await self._call(TerminateParams(process_id=process_id), TerminateResult)
+            except TrioExecError:
+                pass
 
     # -- notifications ---------------------------------------------------------------------
 
@@ -854,7 +1350,7 @@ class RemoteBackend(ExecBackend):
         process_id = params.process_id
         if process_id in self._live:
             raise ValueError(f"process id {process_id!r} is already open on this backend")
-        self._rpc.check()
+        self._check()
         self._live.add(process_id)
         try:
             # Registered before the request: the server may send events before answering.
@@ -875,24 +1371,48 @@ class RemoteBackend(ExecBackend):
             self._live.discard(process_id)
 
     async def _start(self, proc: RemoteProcess, params: StartParams) -> None:
-        call = await self._rpc.start_call(params)
-        try:
-            await call.done.wait()
-        except BaseException:
-            # Cancelled: the server may be starting it. Wait (bounded) for the answer,
-            # then make sure nothing is left running.
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(SHUTDOWN_TIMEOUT):
-                    await call.done.wait()
-                if call.reply is None:
-                    self._rpc.abandon(call)
-                if call.reply is None or call.reply.error is None:
-                    await proc._shutdown(0.0, started=call.reply is not None)
-            raise
-        try:
-            call.result(StartResult)
-        except RemoteError as exc:
-            raise _start_error(exc, params) from None
+        while True:
+            rpc = await self._usable_rpc()
+            try:
+                call = await rpc.start_call(params)
+            except ConnectionLost:
+                continue  # not sent: wait for the resume (or fail for good)
+            try:
+                await call.done.wait()
+            except BaseException:
+                # Cancelled: the server may be starting it. Wait (bounded) for the answer,
+                # then make sure nothing is left running.
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(SHUTDOWN_TIMEOUT):
+                        await call.done.wait()
+                    if call.reply is None:
+                        rpc.abandon(call)
+                    if call.reply is None or call.reply.error is None:
+                        await proc._shutdown(0.0, started=call.reply is not None)
+                raise
+            try:
+                call.result(StartResult)
+            except RemoteError as exc:
+                raise _start_error(exc, params) from None
+            except ConnectionLost:
+                if self._final_failure is not None or not self._recovering:
+                    raise
+                # The connection broke before the answer: once resumed, a read tells
+                # whether the start reached the server (then its events are caught up).
+                if await self._probe_start(proc._route):
+                    return
+                continue  # it did not: start it again
+            proc._route.started = True
+            return
+
+    async def _probe_start(self, route: _Route) -> bool:
+        """After a resume: whether the server has ``route``'s process (then caught up)."""
+        while True:
+            rpc = await self._usable_rpc()
+            try:
+                return await self._catch_up(rpc, route)
+            except ConnectionLost:
+                self._check()
 
 
 class RemoteProcess(ExecProcess):
@@ -903,18 +1423,21 @@ class RemoteProcess(ExecProcess):
     * :meth:`read` is answered from the local log, which holds what the server pushed
       (``process/read`` is never sent): no round trip, the same semantics as a local
       process, and ``first_retained_seq`` is always known.
-    * :meth:`write` sends ``process/write`` with a fresh ``writeId`` per request; the id
-      and bytes of a write that got no answer are kept, so that a resumed session could
-      resend them without the child reading them twice (resume is not implemented yet).
-      After a connection loss it raises :class:`ConnectionLost`; after the block was left
-      it returns ``UNKNOWN_PROCESS`` (no request is sent).
+    * :meth:`write` sends ``process/write`` with a fresh ``writeId`` per request; a write
+      that got no answer when the connection broke is sent again, with the same id, once
+      the session is resumed (the server writes it once). After a connection loss that is
+      not resumed it raises :class:`ConnectionLost`; after the block was left it returns
+      ``UNKNOWN_PROCESS`` (no request is sent).
     * :meth:`close_stdin` needs the ``closeStdin`` extension; :meth:`resize` needs
       ``resize``; :meth:`signal` with anything but SIGINT needs ``signals``. Without them
       they raise :class:`UnsupportedOperation` (the reference server has none of them;
       on a terminal, ``write(b"\\x04")`` ends a read like Ctrl-D).
     * :meth:`terminate` uses ``graceMs`` when the server supports ``gracefulTerminate``;
       otherwise the server kills the process group at once and ``grace`` is ignored.
-    * Every operation raises :class:`ConnectionLost` once the connection is broken.
+    * Every operation raises :class:`ConnectionLost` once the connection is broken for
+      good, or once this process could not be recovered after a resume. While the session
+      is being resumed, operations wait for it; see the module docstring for which calls
+      in flight at the break are sent again.
     """
 
     def __init__(
@@ -930,7 +1453,6 @@ class RemoteProcess(ExecProcess):
         self.tty: Final = tty
         """Whether the child runs on a pseudo-terminal."""
         self._backend = backend
-        self._rpc = backend._rpc
         self._route = route
         self._write_lock = trio.Lock()
         self._write_prefix = uuid.uuid4().hex[:12]
@@ -944,6 +1466,14 @@ class RemoteProcess(ExecProcess):
 
     def _new_write_id(self) -> str:
         return f"{self._write_prefix}-{next(self._write_counter)}"
+
+    def _check(self) -> None:
+        self._backend._check()
+        if self._route.lost is not None:
+            raise ConnectionLost(self._route.lost)
+
+    async def _call(self, params: RequestParams, result_type: type[_R], *, resend: bool) -> _R:
+        return await self._backend._call(params, result_type, resend=resend, route=self._route)
 
     async def _server_read(
         self, after_seq: int = 0, max_bytes: int | None = None, wait: float = 0.0
@@ -959,7 +1489,7 @@ class RemoteProcess(ExecProcess):
             max_bytes=max_bytes,
             wait_ms=math.ceil(wait * 1000),
         )
-        return await self._rpc.call(params, ReadResult)
+        return await self._call(params, ReadResult, resend=True)
 
     # -- operations ------------------------------------------------------------------------
 
@@ -971,8 +1501,10 @@ class RemoteProcess(ExecProcess):
         that is not accepted). The status is the server's.
 
         Raises:
-            ConnectionLost: the connection is broken (the bytes may or may not have
-                reached the child if it broke during the call).
+            ConnectionLost: the connection is broken for good (the bytes may or may not
+                have reached the child if it broke during the call). A connection lost
+                and resumed is invisible: the unanswered request is sent again with its
+                ``writeId``, and the server writes it once.
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"data must be bytes, not {type(data).__name__}")
@@ -980,18 +1512,19 @@ class RemoteProcess(ExecProcess):
         if self._gone:
             await trio.lowlevel.checkpoint()
             return WriteStatus.UNKNOWN_PROCESS
-        self._rpc.check()
+        self._check()
         async with self._write_lock:
             offset = 0
             while True:
                 piece = payload[offset : offset + WRITE_CHUNK_BYTES]
                 write_id = self._new_write_id()
-                # Kept until answered: after a lost connection, a resumed session could
-                # resend it under the same id, which the server never writes twice.
+                # Kept until answered: after a lost connection, the resumed session gets
+                # it again under the same id, which the server never writes twice.
                 self._unacknowledged_write = (write_id, piece)
-                result = await self._rpc.call(
+                result = await self._call(
                     WriteParams(process_id=self.process_id, chunk=piece, write_id=write_id),
                     WriteResult,
+                    resend=True,
                 )
                 self._unacknowledged_write = None
                 offset += len(piece)
@@ -1004,16 +1537,17 @@ class RemoteProcess(ExecProcess):
         Raises:
             UnsupportedOperation: the server lacks the ``closeStdin`` extension (the
                 reference has no way to close stdin; on a terminal, write ``b"\\x04"``).
-            ConnectionLost: the connection is broken.
+            ConnectionLost: the connection is broken, or broke during the call (which is
+                not sent again after a resume: a second close could answer ``stdinClosed``).
         """
         self._backend._require(Extension.CLOSE_STDIN, "closing stdin")
         if self._gone:
             await trio.lowlevel.checkpoint()
             return WriteStatus.UNKNOWN_PROCESS
-        self._rpc.check()
+        self._check()
         async with self._write_lock:
-            result = await self._rpc.call(
-                CloseStdinParams(process_id=self.process_id), CloseStdinResult
+            result = await self._call(
+                CloseStdinParams(process_id=self.process_id), CloseStdinResult, resend=False
             )
         return result.status
 
@@ -1023,7 +1557,8 @@ class RemoteProcess(ExecProcess):
         Raises:
             UnsupportedOperation: the protocol has no name for ``sig``, or ``sig`` is not
                 SIGINT and the server lacks the ``signals`` extension.
-            ConnectionLost: the connection is broken.
+            ConnectionLost: the connection is broken, or broke during the call (which is
+                not sent again after a resume: a signal must not be delivered twice).
         """
         signum = _signal.Signals(sig)
         try:
@@ -1035,7 +1570,8 @@ class RemoteProcess(ExecProcess):
         if self._gone:
             await trio.lowlevel.checkpoint()
             return
-        await self._rpc.call(SignalParams(process_id=self.process_id, signal=name), SignalResult)
+        params = SignalParams(process_id=self.process_id, signal=name)
+        await self._call(params, SignalResult, resend=False)
 
     async def resize(self, rows: int, cols: int) -> None:
         """See :meth:`ExecProcess.resize`.
@@ -1052,9 +1588,8 @@ class RemoteProcess(ExecProcess):
         if self._gone:
             await trio.lowlevel.checkpoint()
             return
-        await self._rpc.call(
-            ResizeParams(process_id=self.process_id, rows=rows, cols=cols), ResizeResult
-        )
+        params = ResizeParams(process_id=self.process_id, rows=rows, cols=cols)
+        await self._call(params, ResizeResult, resend=True)
 
     async def terminate(self, grace: float = DEFAULT_GRACE) -> bool:
         """See :meth:`ExecProcess.terminate`. Returns once the exit was reported.
@@ -1082,7 +1617,7 @@ class RemoteProcess(ExecProcess):
                 with trio.move_on_after(SHUTDOWN_TIMEOUT):
                     await self.wait()
         except trio.Cancelled:
-            if self._log.exited is None and self._rpc.failure is None:
+            if self._log.exited is None and self._backend.failure is None:
                 with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_TIMEOUT):
                     try:
                         await self._send_terminate(None)
@@ -1095,14 +1630,14 @@ class RemoteProcess(ExecProcess):
         graceful = grace is not None and self._backend.supports(Extension.GRACEFUL_TERMINATE)
         grace_ms = round(grace * 1000) if graceful and grace is not None else None
         params = TerminateParams(process_id=self.process_id, grace_ms=grace_ms)
-        return (await self._rpc.call(params, TerminateResult)).running
+        return (await self._call(params, TerminateResult, resend=True)).running
 
     async def _shutdown(self, grace: float, *, started: bool = True) -> None:
         """Leave the block: terminate, wait (bounded) for the end, stop routing. Shielded."""
         log = self._log
         self._route.release()  # nobody will consume the subscriptions any more
         try:
-            if not log.finished and self._rpc.failure is None:
+            if not log.finished and self._backend.failure is None and self._route.lost is None:
                 if log.exited is None or not started:
                     graceful = self._backend.supports(Extension.GRACEFUL_TERMINATE)
                     with trio.move_on_after((grace if graceful else 0.0) + SHUTDOWN_TIMEOUT):
@@ -1113,19 +1648,13 @@ class RemoteProcess(ExecProcess):
                     with trio.move_on_after(CLOSE_TIMEOUT):
                         if self._backend.supports(Extension.SIGNALS):
                             # Grandchildren may still hold the output open: end the group.
-                            await self._rpc.call(
-                                SignalParams(process_id=self.process_id, signal=ProcessSignal.KILL),
-                                SignalResult,
-                            )
+                            await self._kill_group()
                         await self._wait_finished()
             elif started and log.closed is not None and self._backend.supports(Extension.SIGNALS):
                 # The output ended, but a grandchild that closed its output may live on:
                 # end the group, as a local session does when its block is left.
                 with trio.move_on_after(CLOSE_TIMEOUT):
-                    await self._rpc.call(
-                        SignalParams(process_id=self.process_id, signal=ProcessSignal.KILL),
-                        SignalResult,
-                    )
+                    await self._kill_group()
         except TrioExecError:
             pass  # the connection broke (the log failed with it) or the server refused
         finally:
@@ -1138,12 +1667,37 @@ class RemoteProcess(ExecProcess):
             self._route.stop()
             self._gone = True
 
+    async def _kill_group(self) -> None:
+        params = SignalParams(process_id=self.process_id, signal=ProcessSignal.KILL)
+        await self._call(params, SignalResult, resend=True)  # killing twice is harmless
+
     async def _wait_finished(self) -> None:
         while not self._log.finished:
             await self._log.wait_changed()
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def _backoff_delay(attempt: int) -> float:
+    """Seconds to wait before resume attempt ``attempt + 1`` (``attempt`` >= 1)."""
+    delay = min(RESUME_BACKOFF_MAX, RESUME_BACKOFF_INITIAL * 2.0 ** (attempt - 1))
+    return delay * random.uniform(1 - RESUME_BACKOFF_JITTER, 1)
+
+
+_TRANSPORT_ERRORS: Final = (
+    ConnectionLost,
+    OSError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every exception of a group) says the transport went away."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_transport_error(inner) for inner in exc.exceptions)
+    return isinstance(exc, _TRANSPORT_ERRORS) or type(exc).__module__.startswith("trio_websocket")
 
 
 def _start_error(exc: RemoteError, params: StartParams) -> Exception:
@@ -1181,22 +1735,35 @@ async def open_remote_backend(
 
     **Cancellation:** the connection's tasks are stopped; nothing else is left behind.
     """
-    backend = RemoteBackend(transport)
-    rpc = backend._rpc
+    async with _open_backend(
+        partial(_borrowed, transport), client_name=client_name, resume_deadline=0.0
+    ) as backend:
+        yield backend
+
+
+@asynccontextmanager
+async def _open_backend(
+    connector: _Connector, *, client_name: str, resume_deadline: float
+) -> AsyncIterator[RemoteBackend]:
+    """The body of :func:`open_remote_backend` and :func:`connect`."""
+    backend = RemoteBackend(connector, client_name=client_name, resume_deadline=resume_deadline)
     body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        backend._nursery = nursery
-        await nursery.start(rpc.run)
-        try:
-            await backend._initialize(client_name)
-            yield backend
-        except BaseException as exc:  # re-raised below, after the nursery closed
-            body_error = exc
-        finally:
-            reason = "the client closed the connection"
-            rpc.close(reason)
-            backend._finish_routes(f"{DISCONNECTED}: {reason}")
-            nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as connections:
+        backend._connections = connections
+        async with trio.open_nursery() as nursery:
+            backend._nursery = nursery
+            try:
+                backend._rpc = await connections.start(backend._run_connection)
+                await backend._initialize(client_name)
+                yield backend
+            except BaseException as exc:  # re-raised below, after the nurseries closed
+                body_error = exc
+            finally:
+                backend._close("the client closed the connection")
+                nursery.cancel_scope.cancel()
+        # Every RPC client is closed: the connection tasks close their transports and end
+        # (a close handshake takes at most WEBSOCKET_DISCONNECT_TIMEOUT); bound it anyway.
+        connections.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
     if body_error is not None:
         try:
             raise body_error
@@ -1211,6 +1778,7 @@ async def connect(
     token: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
     client_name: str = "trio-exec",
+    resume_deadline: float = RESUME_DEADLINE,
 ) -> AsyncIterator[RemoteBackend]:
     """Connect to an exec server's websocket and yield a :class:`RemoteBackend`.
 
@@ -1219,20 +1787,26 @@ async def connect(
         token: sent as ``Authorization: Bearer <token>``.
         ssl_context: for ``wss://``; default: the system's trust store.
         client_name: sent in ``initialize``.
+        resume_deadline: how long, in seconds, to try to resume the session after the
+            connection is lost (:data:`RESUME_DEADLINE`); 0 never resumes.
 
     Raises:
         ConnectionLost: the server cannot be reached, refused the upgrade, or did not
             answer ``initialize`` in time.
-        ValueError: ``url`` is not a websocket URL.
+        ValueError: ``url`` is not a websocket URL, or ``resume_deadline`` is negative.
 
     Processes opened on the backend must be left before the ``connect`` block is (the
-    usual nesting does this). If the connection breaks, every pending and later call
-    raises :class:`ConnectionLost` and every open process's events end with ``Failed``.
+    usual nesting does this). If the connection breaks, the backend reconnects and resumes
+    the session (see the module docstring): consumers see no gap and no duplicate, calls
+    wait for the resume. If that fails (or ``resume_deadline`` is 0), every pending and
+    later call raises :class:`ConnectionLost` and every open process's events end with
+    ``Failed``.
 
     **Cancellation:** the connection is closed.
     """
-    async with (
-        open_websocket_transport(url, token=token, ssl_context=ssl_context) as transport,
-        open_remote_backend(transport, client_name=client_name) as backend,
-    ):
+    check_seconds("resume_deadline", resume_deadline)
+    connector = partial(open_websocket_transport, url, token=token, ssl_context=ssl_context)
+    async with _open_backend(
+        connector, client_name=client_name, resume_deadline=resume_deadline
+    ) as backend:
         yield backend

@@ -2,9 +2,10 @@
 
 Theory of operation
 -------------------
-One :class:`ExecServer` serves many connections; each connection is one *session* with its
-own process table (process ids are scoped to the connection, as in the reference server).
-A connection runs these tasks in one nursery:
+One :class:`ExecServer` serves many connections. ``initialize`` creates a *session* (or takes
+one back, see below), which owns a process table (process ids are scoped to the session, as
+in the reference server); a session is attached to at most one connection at a time. A
+connection runs these tasks in one nursery:
 
 * the **reader** receives frames, decodes them and dispatches them *in arrival order*. The
   handshake (``initialize`` / ``initialized``) and every decoding error are handled inline,
@@ -17,21 +18,42 @@ A connection runs these tasks in one nursery:
   messages on a bounded memory channel (:data:`OUTBOUND_QUEUE_MESSAGES`). Reading and
   writing are independent, so pipelining any number of requests never deadlocks (the
   reference's single-task pump deadlocks near 230 pipelined requests).
-* one **process task** per started process owns the process's ``open_process`` block. It
-  subscribes to the process's events before ``process/start`` is answered, and a
-  **forwarder** turns them into ``process/output``, ``process/exited`` and
-  ``process/closed`` notifications once the start response is queued. Notifications of a
-  process are therefore sent after its start response and in seq order. The subscription
-  holds back the child when the client reads slowly (see :mod:`trio_exec._retained`):
-  nothing is dropped and memory stays bounded. When the process is closed, the block is
-  left (the child is reaped and what is left of its process group is killed) and its
-  entry stays readable, its id reserved, for :data:`CLOSED_PROCESS_RETENTION`.
+* one **forwarder** per process of the attached session turns the events of a
+  subscription into ``process/output``, ``process/exited`` and ``process/closed``
+  notifications once the start response is queued. Notifications of a process are
+  therefore sent after its start response and in seq order. The subscription holds back
+  the child when the client reads slowly (see :mod:`trio_exec._retained`): nothing is
+  dropped and memory stays bounded.
 
-When the connection ends (the peer closed it, the transport broke, or the server is
-cancelled) the nursery is cancelled: every process block is left, which terminates the
-child's process group (SIGTERM, SIGKILL after :data:`SESSION_END_GRACE`) and reaps it.
-Sessions cannot be resumed: an ``initialize`` with ``resumeSessionId`` is answered
-``unknown session id``, as the reference does once a session expired.
+The **process tasks** belong to the session, in a nursery hosted by the ``_serve`` call of
+the connection that created it: one per started process owns the process's
+``open_process`` block. When the process is closed, the block is left (the child is
+reaped and what is left of its process group is killed) and its entry stays readable, its
+id reserved, for :data:`CLOSED_PROCESS_RETENTION`. When the session ends, every process
+block is left, which terminates the child's process group (SIGTERM, SIGKILL after
+:data:`SESSION_END_GRACE`) and reaps it.
+
+Connection loss and resume (extension ``resume``). When a websocket connection ends (the
+peer closed it or the transport broke), its session is *detached*, not ended: the
+processes keep running, the forwarders stop, and a **hold** (a subscription that nobody
+receives from) pins the output retained at that moment, so whatever the client had not
+received yet is still there when it comes back. While detached, a child that writes more
+than ``retain_bytes`` waits (as with a slow client) instead of losing output; the detach
+time bounds the wait. ``initialize {resumeSessionId}`` on a new connection takes the
+session back within ``detach_timeout`` (:data:`DETACH_TIMEOUT`): the same ``sessionId`` is
+answered, and live notifications resume for events sequenced from then on. The client
+fetches what it missed with ``process/read afterSeq=<last seen>``; each read releases the
+hold up to its ``afterSeq``, and the hold is dropped once a read reaches the first live
+event (at the latest :data:`CATCH_UP_HOLD` seconds after the resume). A session still
+attached elsewhere answers -32010; an unknown or expired one -32600 ``unknown session
+id``; both leave the connection free to ``initialize`` again. When the detach time passes,
+the session ends. A stdio connection (or any :meth:`ExecServer.serve_connection` without
+``detachable``), and every connection when ``detach_timeout`` is 0, ends its session at
+once, and cancelling the server ends every session.
+
+A write runs in a task of the session, so a connection lost mid-write never cuts it; a
+``process/write`` resent with the same ``writeId`` waits for that write and answers its
+status: it is written exactly once.
 
 Writes to one process (``process/write`` and ``process/closeStdin``) are performed in the
 order their requests arrived, even though each runs in its own task.
@@ -67,6 +89,7 @@ import errno as _errno
 import hashlib
 import hmac
 import http
+import ipaddress
 import logging
 import math
 import os
@@ -74,8 +97,9 @@ import signal as _signal
 import ssl
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from fnmatch import fnmatchcase
+from functools import partial
 from typing import Any, Final, NoReturn
 
 import attrs
@@ -90,6 +114,7 @@ from ._protocol import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
+    SESSION_ALREADY_ATTACHED,
     UNKNOWN_REQUEST_ID,
     ClosedNotification,
     CloseStdinParams,
@@ -128,7 +153,7 @@ from ._protocol import (
     make_notification,
     make_response,
 )
-from ._retained import DEFAULT_RETAINED_BYTES
+from ._retained import DEFAULT_RETAINED_BYTES, EventSubscription
 from ._transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
     WEBSOCKET_DISCONNECT_TIMEOUT,
@@ -139,10 +164,14 @@ from ._transport import (
 )
 
 __all__ = [
+    "CATCH_UP_HOLD",
     "CLOSED_PROCESS_RETENTION",
+    "DETACH_TIMEOUT",
     "HTTP_HEAD_TIMEOUT",
     "MAX_HTTP_HEAD_BYTES",
     "MAX_IN_FLIGHT_REQUESTS",
+    "MAX_PROCESSES_PER_SESSION",
+    "MAX_READ_WAIT",
     "OUTBOUND_QUEUE_MESSAGES",
     "SERVER_EXTENSIONS",
     "SESSION_END_GRACE",
@@ -180,6 +209,25 @@ connection is bounded by this times the largest response (a ``process/read`` ret
 most the retained output of one process, 1 MiB by default).
 """
 
+MAX_PROCESSES_PER_SESSION: Final = 256
+"""Processes one session's table may hold: starting, running, and closed but retained.
+
+When the table is full, a ``process/start`` forgets the earliest started process that has
+already closed (its retention is cut short) to make room; when none has closed, the start
+is refused with -32600 ``too many processes ...``. The bound caps a session's retained
+output at this times ``retain_bytes`` (256 MiB by default) and its children, pipes and
+tasks at this many processes. The reference has no such limit.
+"""
+
+MAX_READ_WAIT: Final = 30.0
+"""The longest a ``process/read`` long-polls, in seconds; a larger ``waitMs`` is clamped.
+
+The read then returns what is there after this long, perhaps nothing new, which a
+long-poll client must handle anyway (it reads again from ``nextSeq``). Clamping bounds
+how long a request holds one of the connection's :data:`MAX_IN_FLIGHT_REQUESTS` slots.
+The reference accepts any ``waitMs``.
+"""
+
 OUTBOUND_QUEUE_MESSAGES: Final = 16
 """Encoded messages waiting for the writer task, per connection.
 
@@ -190,8 +238,26 @@ slowly slows the children (through the event subscriptions) instead of growing m
 SESSION_END_GRACE: Final = 1.0
 """Seconds between SIGTERM and SIGKILL to a child's process group when its session ends.
 
-A connection that closes (or a server that is cancelled) ends its session. The reference
-SIGKILLs at once; one second lets a child that handles SIGTERM clean up.
+A session ends when its connection closes (stdio), when its detach time passes
+(websocket), or when the server is cancelled. The reference SIGKILLs at once; one second
+lets a child that handles SIGTERM clean up.
+"""
+
+DETACH_TIMEOUT: Final = 30.0
+"""Seconds a websocket session outlives its lost connection, waiting to be resumed.
+
+Meanwhile its processes keep running and their output is retained (see the module
+docstring); then the session ends. The reference keeps 80 s (its source says 30 s); the
+trio_exec client tries to resume for 25 s (``RESUME_DEADLINE``), which fits inside.
+``ExecServer(detach_timeout=0)`` ends a session as soon as its connection is lost.
+"""
+
+CATCH_UP_HOLD: Final = 10.0
+"""Seconds after a resume that output retained at the loss stays pinned for the catch-up.
+
+The client's ``process/read`` calls release it as they go, and a read that reaches the
+first live event drops it; this bound covers a client that never reads (a child that
+fills its retention would otherwise wait forever).
 """
 
 HTTP_HEAD_TIMEOUT: Final = 10.0
@@ -221,7 +287,7 @@ class ServerStatistics:
     connections: int
     """Connections being served."""
     processes: int
-    """Processes in the connections' tables: starting, running, or closed and retained."""
+    """Processes in the sessions' tables: starting, running, or closed and retained."""
     running_processes: int
     """Processes whose exit is not known yet."""
     in_flight_requests: int
@@ -230,6 +296,10 @@ class ServerStatistics:
     """Encoded messages waiting for a connection's writer task."""
     retained_bytes: int
     """Output bytes the processes retain for reads and notifications."""
+    sessions: int = 0
+    """Sessions alive: attached to a connection, or detached and waiting for a resume."""
+    detached_sessions: int = 0
+    """Sessions whose connection was lost, waiting for a resume (see :data:`DETACH_TIMEOUT`)."""
 
 
 class ExecServer:
@@ -241,6 +311,29 @@ class ExecServer:
         session_end_grace: seconds between SIGTERM and SIGKILL when a session ends.
         max_in_flight: requests handled at once per connection.
         retain_bytes: retained output per process (see :class:`ProcessLog`).
+        detach_timeout: seconds a websocket session outlives its lost connection, waiting
+            for a resume (:data:`DETACH_TIMEOUT`); 0 ends it at once, as stdio sessions are.
+        max_processes: processes one session's table may hold.
+        max_read_wait: the longest a ``process/read`` long-polls, in seconds.
+        max_message_bytes: the largest frame (websocket message or stdio line) accepted.
+
+    Limits (defaults are named constants; exceeding one never crashes or hangs the server):
+
+    * ``max_message_bytes`` (``DEFAULT_MAX_MESSAGE_BYTES``, 16 MiB): a larger websocket
+      message closes the connection with code 1009 and the reason ``Exceeded maximum
+      message size: N bytes`` (its session is then detached, as on any lost connection);
+      a longer stdio line ends the stdio session.
+    * ``max_processes`` (:data:`MAX_PROCESSES_PER_SESSION`, 256): starting, running and
+      closed-but-retained processes of a session. At the bound a start forgets the
+      earliest started closed process; when none has closed it is refused with -32600
+      ``too many processes ...``.
+    * ``max_in_flight`` (:data:`MAX_IN_FLIGHT_REQUESTS`, 1024 per connection): at the
+      bound the server stops reading the connection until a request finishes
+      (backpressure: no error, nothing dropped).
+    * ``max_read_wait`` (:data:`MAX_READ_WAIT`, 30 s): a longer ``waitMs`` is clamped; the
+      read answers after this long with whatever is there.
+    * ``retain_bytes`` (1 MiB per process): the oldest output is evicted first; extension
+      ``readGap`` shows it.
     """
 
     def __init__(
@@ -251,13 +344,27 @@ class ExecServer:
         session_end_grace: float = SESSION_END_GRACE,
         max_in_flight: int = MAX_IN_FLIGHT_REQUESTS,
         retain_bytes: int = DEFAULT_RETAINED_BYTES,
+        detach_timeout: float = DETACH_TIMEOUT,
+        max_processes: int = MAX_PROCESSES_PER_SESSION,
+        max_read_wait: float = MAX_READ_WAIT,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
+        if retain_bytes < 0:
+            raise ValueError(f"retain_bytes must be >= 0, not {retain_bytes}")
+        if max_processes < 1:
+            raise ValueError(f"max_processes must be >= 1, not {max_processes}")
+        if not max_read_wait >= 0:
+            raise ValueError(f"max_read_wait must be >= 0 seconds, not {max_read_wait!r}")
+        if max_message_bytes < 1:
+            raise ValueError(f"max_message_bytes must be >= 1, not {max_message_bytes}")
         if not retention >= 0:
             raise ValueError(f"retention must be >= 0 seconds, not {retention!r}")
         if not session_end_grace >= 0:
             raise ValueError(f"session_end_grace must be >= 0 seconds, not {session_end_grace!r}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
+        if not detach_timeout >= 0:
+            raise ValueError(f"detach_timeout must be >= 0 seconds, not {detach_timeout!r}")
         self.backend: Final = LocalBackend() if backend is None else backend
         """Where the processes run."""
         self.retention: Final = retention
@@ -268,14 +375,27 @@ class ExecServer:
         """Requests handled at once per connection."""
         self.retain_bytes: Final = retain_bytes
         """Retained output per process."""
+        self.max_processes: Final = max_processes
+        """Processes one session's table may hold (see :data:`MAX_PROCESSES_PER_SESSION`)."""
+        self.max_read_wait: Final = max_read_wait
+        """The longest a ``process/read`` long-polls, in seconds; longer waits are clamped."""
+        self.max_message_bytes: Final = max_message_bytes
+        """The largest frame accepted (websocket message or stdio line)."""
+        self.detach_timeout: Final = detach_timeout
+        """Seconds a websocket session outlives its lost connection (0: it ends at once)."""
         self._connections: set[_Connection] = set()
+        self._sessions: dict[str, _Session] = {}
 
     def __repr__(self) -> str:
-        return f"<ExecServer serving {len(self._connections)} connections>"
+        return (
+            f"<ExecServer serving {len(self._connections)} connections, "
+            f"{len(self._sessions)} sessions>"
+        )
 
     def statistics(self) -> ServerStatistics:
-        """Return counters over every connection being served."""
-        entries = [entry for conn in self._connections for entry in conn.processes.values()]
+        """Return counters over every connection being served and every session alive."""
+        sessions = list(self._sessions.values())
+        entries = [entry for session in sessions for entry in session.processes.values()]
         return ServerStatistics(
             connections=len(self._connections),
             processes=len(entries),
@@ -283,37 +403,60 @@ class ExecServer:
             in_flight_requests=sum(conn.in_flight for conn in self._connections),
             queued_messages=sum(conn.queued_messages for conn in self._connections),
             retained_bytes=sum(entry.retained_bytes for entry in entries),
+            sessions=len(sessions),
+            detached_sessions=sum(1 for session in sessions if session.connection is None),
         )
 
-    async def serve_connection(self, transport: MessageTransport) -> None:
-        """Serve one connection (one session) until the peer closes it or it breaks.
+    async def serve_connection(
+        self, transport: MessageTransport, *, detachable: bool = False
+    ) -> None:
+        """Serve one connection until the peer closes it or it breaks, and its session.
 
-        The transport is closed on return. Bad input is answered with JSON-RPC errors and
-        never ends the connection.
+        The transport is closed when the connection ends. Bad input is answered with
+        JSON-RPC errors and never ends the connection.
 
-        **Cancellation:** every process of the session is terminated (SIGTERM, SIGKILL after
-        ``session_end_grace``) and reaped, and the transport is closed, before Cancelled
-        propagates; no process is left behind.
+        Args:
+            detachable: when the connection ends, detach its session instead of ending it,
+                so that another connection may resume it within ``detach_timeout`` (this
+                is what ``serve_websocket`` does). Returns once the session created on
+                this connection ended (a resumed session belongs to the connection that
+                created it).
+
+        **Cancellation:** every process of the session created on this connection is
+        terminated (SIGTERM, SIGKILL after ``session_end_grace``) and reaped, and the
+        transport is closed, before Cancelled propagates; no process is left behind. A
+        session this connection resumed is only detached.
         """
-        await self._serve(transport, _parse_error_prefix(transport))
+        await self._serve(transport, _parse_error_prefix(transport), detachable=detachable)
 
-    async def _serve(self, transport: MessageTransport, parse_error_prefix: str | None) -> None:
-        connection = _Connection(self, transport, parse_error_prefix)
+    async def _serve(
+        self,
+        transport: MessageTransport,
+        parse_error_prefix: str | None,
+        *,
+        detachable: bool = False,
+    ) -> None:
+        connection = _Connection(self, transport, parse_error_prefix, detachable=detachable)
         self._connections.add(connection)
-        try:
-            await connection.run()
-        finally:
-            self._connections.discard(connection)
-            if trio.current_effective_deadline() == -math.inf:
-                # Cancelled (the server is shutting down): no close handshake, whose reply
-                # could not be read any more; like the reference, whose clients see 1006.
-                with trio.CancelScope() as scope:
-                    scope.cancel()
-                    await transport.aclose()
-            else:
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(WEBSOCKET_DISCONNECT_TIMEOUT):
+        # Hosts the session this connection creates (if any): it outlives the connection
+        # while it is detached, and ends with this call's cancellation.
+        async with trio.open_nursery() as host:
+            connection.host = host
+            try:
+                await connection.run()
+            finally:
+                self._connections.discard(connection)
+                if trio.current_effective_deadline() == -math.inf:
+                    # Cancelled (the server is shutting down): no close handshake, whose
+                    # reply could not be read any more; like the reference, whose clients
+                    # see 1006.
+                    with trio.CancelScope() as scope:
+                        scope.cancel()
                         await transport.aclose()
+                else:
+                    with trio.CancelScope(shield=True):
+                        with trio.move_on_after(WEBSOCKET_DISCONNECT_TIMEOUT):
+                            await transport.aclose()
 
 
 def _parse_error_prefix(transport: MessageTransport) -> str | None:
@@ -388,6 +531,16 @@ class _Entry:
         self.announced = trio.Event()
         """Set once the start response is queued: notifications may follow."""
         self.write_ids = _RecentIds(WRITE_ID_MEMORY)
+        self.closed = False
+        """Set once the process closed: from then on it is only retained."""
+        self.forget = trio.Event()
+        """Set to end the retention early (the table needs room)."""
+        self.writes: dict[str, _PendingWrite] = {}
+        """Writes being performed, by ``writeId``: a resend waits for the first."""
+        self.hold: EventSubscription | None = None
+        """While detached and during the catch-up after a resume: pins retained output."""
+        self.live_from: int | None = None
+        """The seq of the first event forwarded live since the last resume."""
 
     @property
     def running(self) -> bool:
@@ -397,21 +550,190 @@ class _Entry:
     def retained_bytes(self) -> int:
         return 0 if self.proc is None else self.proc.statistics().retained_bytes
 
+    def place_hold(self) -> None:
+        """Pin everything retained now (the connection was lost); keep an older hold."""
+        if self.proc is not None and self.hold is None:
+            self.hold = _subscribe(self.proc)
+            self.live_from = None
+
+    def acknowledge(self, after_seq: int) -> None:
+        """A ``process/read`` after ``after_seq``: the client has everything up to it."""
+        hold = self.hold
+        if hold is None:
+            return
+        _advance(hold, after_seq)
+        if hold.done or (self.live_from is not None and hold.cursor >= self.live_from):
+            self.release_hold()
+
+    def release_hold(self) -> None:
+        if self.hold is not None:
+            self.hold.close()
+            self.hold = None
+
+
+class _PendingWrite:
+    """A ``process/write`` being performed by a task of the session."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.status = WriteStatus.UNKNOWN_PROCESS
+        self.error: Exception | None = None
+
+
+def _subscribe(proc: LocalProcess) -> EventSubscription:
+    subscription = proc.subscribe()
+    assert isinstance(subscription, EventSubscription)
+    return subscription
+
+
+class _Session:
+    """A process table, and the connection attached to it if any; see the module docstring."""
+
+    def __init__(self, server: ExecServer) -> None:
+        self.server = server
+        self.session_id = str(uuid.uuid4())
+        self.processes: dict[str, _Entry] = {}
+        self.connection: _Connection | None = None
+        """The attached connection; None while detached."""
+        self.nursery: trio.Nursery | None = None
+        """Hosts the process tasks and the writes; set by :meth:`run`."""
+        self.ended = False
+        self._end = trio.Event()
+        self._timer: trio.CancelScope | None = None  # detach expiry, or the catch-up hold
+
+    def __repr__(self) -> str:
+        state = "ended" if self.ended else "attached" if self.connection else "detached"
+        return f"<session {self.session_id} {state} with {len(self.processes)} processes>"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host the session's tasks until it ends; registered for resumes meanwhile.
+
+        **Cancellation:** the session ends: every process is terminated and reaped.
+        """
+        self.server._sessions[self.session_id] = self
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                task_status.started()
+                await self._end.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.end()
+
+    def end(self) -> None:
+        """End the session: its processes are terminated and reaped; idempotent."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.server._sessions.get(self.session_id) is self:
+            del self.server._sessions[self.session_id]
+        self._end.set()
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.abort()  # its processes are gone
+
+    def attach(self, connection: _Connection) -> None:
+        """Attach ``connection`` (new session or resume); forwarding starts with
+        :meth:`forward_all` once the initialize response is queued."""
+        assert self.connection is None
+        assert not self.ended
+        self._set_timer(None)
+        self.connection = connection
+
+    def forward_all(self, connection: _Connection) -> None:
+        """After a resume: forward each process's events from the next one on."""
+        if self.connection is not connection:
+            return  # lost again already
+        for entry in self.processes.values():
+            proc = entry.proc
+            if proc is None:
+                continue  # still spawning: adopt() forwards it
+            entry.announced.set()  # a start response lost with the old connection
+            subscription = _subscribe(proc)
+            # Skip what is sequenced already: the client reads it.
+            _advance(subscription, proc.statistics().next_seq - 1)
+            entry.live_from = subscription.cursor
+            if entry.hold is not None and entry.hold.cursor >= entry.live_from:
+                entry.release_hold()
+            connection.start_forwarder(entry, subscription)
+        if any(entry.hold is not None for entry in self.processes.values()):
+            self._set_timer(self._release_holds_later)
+
+    def adopt(self, entry: _Entry, subscription: EventSubscription, starter: _Connection) -> None:
+        """A process was spawned: forward its events, or hold them while detached."""
+        connection = self.connection
+        if connection is None:
+            entry.hold = subscription
+        else:
+            if connection is not starter:
+                entry.announced.set()  # the start response went nowhere
+            connection.start_forwarder(entry, subscription)
+
+    def detach(self, connection: _Connection) -> None:
+        """``connection`` ended: keep the session for a resume, or end it."""
+        if self.connection is not connection:
+            return
+        self.connection = None
+        if not connection.detachable or self.server.detach_timeout <= 0 or self.nursery is None:
+            self.end()
+            return
+        for entry in self.processes.values():
+            entry.place_hold()
+        _logger.debug("session %s detached", self.session_id)
+        self._set_timer(self._expire)
+
+    def _set_timer(self, timer: Callable[[trio.CancelScope], Awaitable[None]] | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if timer is not None and self.nursery is not None:
+            self._timer = trio.CancelScope()
+            self.nursery.start_soon(timer, self._timer)
+
+    async def _expire(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(self.server.detach_timeout)
+            _logger.info(
+                "session %s expired: not resumed within %s s",
+                self.session_id,
+                self.server.detach_timeout,
+            )
+            self.end()
+
+    async def _release_holds_later(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(CATCH_UP_HOLD)
+            for entry in self.processes.values():
+                entry.release_hold()
+
 
 class _Connection:
-    """One connection: its tasks, its handshake state and its process table."""
+    """One connection: its tasks, its handshake state and its session."""
 
     def __init__(
-        self, server: ExecServer, transport: MessageTransport, parse_error_prefix: str | None
+        self,
+        server: ExecServer,
+        transport: MessageTransport,
+        parse_error_prefix: str | None,
+        *,
+        detachable: bool = False,
     ) -> None:
         self._server = server
         self._transport = transport
         self._parse_error_prefix = parse_error_prefix
+        self.detachable = detachable
+        """Whether losing this connection detaches its session (websocket) or ends it."""
         self._handshake = _Handshake.NEW
-        self.processes: dict[str, _Entry] = {}
+        self.session: _Session | None = None
+        """Set by ``initialize``; kept after the connection ended (its tasks wind down)."""
+        self.host: trio.Nursery | None = None
+        """Where a session created on this connection runs (set by ``ExecServer._serve``)."""
         self._slots = trio.Semaphore(server.max_in_flight)
         self._write_tails: dict[str, trio.Event] = {}
-        send, receive = trio.open_memory_channel[str](OUTBOUND_QUEUE_MESSAGES)
+        # Each message with what to do once the transport took it (see _forward).
+        send, receive = trio.open_memory_channel[tuple[str, Callable[[], None] | None]](
+            OUTBOUND_QUEUE_MESSAGES
+        )
         self._outbound = send
         self._outbound_receive = receive
         self._nursery: trio.Nursery | None = None
@@ -424,12 +746,35 @@ class _Connection:
     def queued_messages(self) -> int:
         return self._outbound.statistics().current_buffer_used
 
+    @property
+    def processes(self) -> dict[str, _Entry]:
+        """The session's process table (requests are handled only once it exists)."""
+        assert self.session is not None
+        return self.session.processes
+
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._writer)
-            await self._reader()
+            try:
+                nursery.start_soon(self._writer)
+                await self._reader()
+            finally:
+                self._leave()
             nursery.cancel_scope.cancel()
+
+    def _leave(self) -> None:
+        """The connection ends: detach (or end) the session, before the forwarders stop."""
+        if self.session is not None:
+            self.session.detach(self)
+
+    def abort(self) -> None:
+        """End this connection (its session ended under it)."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def start_forwarder(self, entry: _Entry, subscription: EventSubscription) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._forward, entry, subscription)
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -444,19 +789,26 @@ class _Connection:
 
     async def _writer(self) -> None:
         async with self._outbound_receive:
-            async for text in self._outbound_receive:
+            async for text, on_sent in self._outbound_receive:
                 try:
                     await self._transport.send(text)
                 except ConnectionLost as exc:
                     _logger.debug("connection lost while sending: %s", exc)
                     break
-        # The peer is gone: end the session.
+                if on_sent is not None:
+                    on_sent()
+        # The peer is gone: detach (or end) the session and end the connection.
+        self._leave()
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
 
-    async def _send(self, message: Request | Notification | Response | ErrorResponse) -> None:
+    async def _send(
+        self,
+        message: Request | Notification | Response | ErrorResponse,
+        on_sent: Callable[[], None] | None = None,
+    ) -> None:
         try:
-            await self._outbound.send(encode_message(message))
+            await self._outbound.send((encode_message(message), on_sent))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The writer stopped: the connection is ending and this task is about to be
             # cancelled; nothing can be sent any more.
@@ -527,15 +879,33 @@ class _Connection:
             message = "initialize may only be sent once per connection"
             await self._reply_error(request_id, INVALID_REQUEST, message)
             return
-        if params.resume_session_id is not None:
-            # Sessions end with their connection: there is nothing to resume. As in the
-            # reference, a failed initialize may be retried.
-            message = f"unknown session id {params.resume_session_id}"
-            await self._reply_error(request_id, INVALID_REQUEST, message)
-            return
+        resume_id = params.resume_session_id
+        if resume_id is None:
+            session = _Session(self._server)
+            assert self.host is not None
+            await self.host.start(session.run)
+        else:
+            # As in the reference, a failed resume leaves the connection free to
+            # initialize again (the client retries -32010 until the old connection is
+            # noticed as dead).
+            found = self._server._sessions.get(resume_id)
+            if found is None or found.ended:
+                message = f"unknown session id {resume_id}"
+                await self._reply_error(request_id, INVALID_REQUEST, message)
+                return
+            if found.connection is not None:
+                message = f"session {resume_id} is already attached to another connection"
+                await self._reply_error(request_id, SESSION_ALREADY_ATTACHED, message)
+                return
+            session = found
+            _logger.debug("session %s resumed", resume_id)
+        session.attach(self)  # no checkpoint since the checks: no other connection raced us
+        self.session = session
         self._handshake = _Handshake.INITIALIZED
-        result = InitializeResult(session_id=str(uuid.uuid4()), extensions=SERVER_EXTENSIONS)
+        result = InitializeResult(session_id=session.session_id, extensions=SERVER_EXTENSIONS)
         await self._send(make_response(request_id, result))
+        # Live notifications follow the response; what happened while detached is read.
+        session.forward_all(self)
 
     # -- handlers (one task per request) ---------------------------------------------------
 
@@ -612,11 +982,14 @@ class _Connection:
             env = _child_env(params)
         except ValueError as exc:
             raise _RpcError(INVALID_PARAMS, str(exc)) from None
+        self._make_room()
         entry = _Entry(process_id, params.argv)
         self.processes[process_id] = entry
-        assert self._nursery is not None
+        assert self.session is not None
+        assert self.session.nursery is not None
         try:
-            await self._nursery.start(self._run_process, entry, params, env)
+            # The process task belongs to the session: it outlives a lost connection.
+            await self.session.nursery.start(self._run_process, entry, params, env)
         except SpawnError as exc:
             raise _RpcError(INTERNAL_ERROR, _os_error_text(exc)) from None
         except (ValueError, TypeError) as exc:
@@ -628,6 +1001,22 @@ class _Connection:
         await self._send(make_response(request_id, StartResult(process_id=process_id)))
         entry.announced.set()
 
+    def _make_room(self) -> None:
+        """Keep the table under ``max_processes``: forget a closed process, or refuse."""
+        limit = self._server.max_processes
+        if len(self.processes) < limit:
+            return
+        for entry in self.processes.values():
+            if entry.closed:  # the earliest started of the closed ones
+                del self.processes[entry.process_id]
+                entry.forget.set()
+                return
+        raise _RpcError(
+            INVALID_REQUEST,
+            f"too many processes: this session already has {limit} processes that have not "
+            "closed (the server's limit); wait for one to close or terminate one",
+        )
+
     async def _run_process(
         self,
         entry: _Entry,
@@ -636,8 +1025,10 @@ class _Connection:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Own the process block: spawn, forward events, retain, forget."""
+        """Own the process block: spawn, forward events, retain, forget. A session task."""
         server = self._server
+        session = self.session
+        assert session is not None
         async with server.backend.open_process(
             params.argv,
             cwd=params.cwd_path,
@@ -649,38 +1040,61 @@ class _Connection:
             retain_bytes=server.retain_bytes,
         ) as proc:
             # Subscribe before anything can be sequenced: no event is missed. The forwarder
-            # is a task of the connection, so leaving this block never waits for a slow
-            # client to take the notifications.
-            subscription = proc.subscribe()
+            # is a task of the attached connection, so leaving this block never waits for
+            # a slow client to take the notifications.
+            subscription = _subscribe(proc)
             entry.proc = proc
             entry.settled.set()
-            assert self._nursery is not None
-            self._nursery.start_soon(self._forward, entry, subscription)
+            session.adopt(entry, subscription, self)
             task_status.started()
             await proc.wait_closed()
+            entry.closed = True
             # The entry stays readable for the retention time, and the session open: the
             # rest of the child's process group (grandchildren that outlive it) lives on,
             # as it does in a local block, until the client signals or terminates it, the
-            # retention ends or the session ends. Then the group is killed and reaped.
-            await trio.sleep(server.retention)
-        if self.processes.get(entry.process_id) is entry:
-            del self.processes[entry.process_id]
+            # retention ends (or is cut short by _make_room) or the session ends. Then the
+            # group is killed and reaped.
+            with trio.move_on_after(server.retention):
+                await entry.forget.wait()
+        entry.release_hold()
+        if session.processes.get(entry.process_id) is entry:
+            del session.processes[entry.process_id]
 
-    async def _forward(self, entry: _Entry, events: trio.abc.ReceiveChannel[Event]) -> None:
-        """Send the process's events as notifications, after the start response."""
-        async with events:
-            await entry.announced.wait()
-            async for event in events:
-                notification = _notification(entry.process_id, event)
-                if notification is None:
-                    break
-                await self._send(notification)
+    async def _forward(self, entry: _Entry, events: EventSubscription) -> None:
+        """Send the process's events as notifications, after the start response.
+
+        For a resume after a lost connection, output the client may not have received
+        must stay retained. A second subscription trails ``events`` (see :class:`_Unsent`):
+        it pins what waits in the outbound queue, at most half of ``retain_bytes``, and
+        the last half of ``retain_bytes`` that the transport took, which may still be in
+        flight (in socket buffers) when the connection breaks.
+        """
+        assert entry.proc is not None
+        unsent = _Unsent(_subscribe(entry.proc), max(self._server.retain_bytes // 2, 1))
+        _advance(unsent.pin, events.cursor - 1)
+        try:
+            async with events:
+                await entry.announced.wait()
+                async for event in events:
+                    notification = _notification(entry.process_id, event)
+                    if notification is None:
+                        break
+                    size = len(event.data) if isinstance(event, Output) else 0
+                    seq = event.seq if isinstance(event, Output | Exited | Closed) else 0
+                    await unsent.wait_for_room(size)
+                    unsent.bytes += size
+                    await self._send(notification, partial(unsent.sent, seq, size))
+        finally:
+            unsent.pin.close()
 
     async def _read(self, params: ReadParams) -> RequestResult:
         proc = await self._lookup(params.process_id)
-        if proc is None:
+        entry = self.processes.get(params.process_id)
+        if proc is None or entry is None:
             raise _RpcError(INVALID_REQUEST, f"unknown process id {params.process_id}")
-        wait = (params.wait_ms or 0) / 1000
+        # The client has everything up to afterSeq: a hold need not keep it any more.
+        entry.acknowledge(params.after_seq or 0)
+        wait = min((params.wait_ms or 0) / 1000, self._server.max_read_wait)  # MAX_READ_WAIT
         return await proc.read(params.after_seq or 0, params.max_bytes, wait)
 
     async def _write(self, params: WriteParams) -> WriteResult:
@@ -690,10 +1104,19 @@ class _Connection:
             return WriteResult(status=WriteStatus.UNKNOWN_PROCESS)
         if params.write_id in entry.write_ids:
             return WriteResult(status=WriteStatus.ACCEPTED)
-        status = _known(await proc.write(params.chunk))
-        if status is WriteStatus.ACCEPTED:
-            entry.write_ids.add(params.write_id)
-        return WriteResult(status=status)
+        pending = entry.writes.get(params.write_id)
+        if pending is None:
+            # Performed by a session task, so that a connection lost mid-write does not
+            # cut it; a resend with this writeId waits for it instead of writing again.
+            pending = _PendingWrite()
+            entry.writes[params.write_id] = pending
+            assert self.session is not None
+            assert self.session.nursery is not None
+            self.session.nursery.start_soon(_perform_write, entry, proc, params, pending)
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return WriteResult(status=pending.status)
 
     async def _close_stdin(self, params: CloseStdinParams) -> CloseStdinResult:
         proc = await self._lookup(params.process_id)
@@ -740,6 +1163,66 @@ class _Connection:
                 for entry in self.processes.values()
             )
         )
+
+
+class _Unsent:
+    """What a forwarder queued, and the last output sent, kept pinned for a resume.
+
+    ``pin`` is a subscription nobody receives from. It stays at the oldest event that is
+    queued (not yet taken by the transport) or among the last ``limit`` bytes sent; a
+    forwarder queues at most ``limit`` bytes. With ``limit`` half of the retention, the
+    child is held back before either is evicted.
+    """
+
+    def __init__(self, pin: EventSubscription, limit: int) -> None:
+        self.pin = pin
+        self.limit = limit
+        self.bytes = 0
+        """Output bytes queued, not yet taken by the transport."""
+        self._sent: deque[tuple[int, int]] = deque()  # (seq, size) sent and still pinned
+        self._sent_bytes = 0
+        self._lot = trio.lowlevel.ParkingLot()
+
+    async def wait_for_room(self, size: int) -> None:
+        """Wait until ``size`` more bytes fit in the queue (one event always does)."""
+        while self.bytes and self.bytes + size > self.limit:
+            await self._lot.park()
+
+    def sent(self, seq: int, size: int) -> None:
+        """The transport took the notification of event ``seq``."""
+        self.bytes -= size
+        self._sent.append((seq, size))
+        self._sent_bytes += size
+        while self._sent_bytes > self.limit:
+            old_seq, old_size = self._sent.popleft()
+            self._sent_bytes -= old_size
+            _advance(self.pin, old_seq)
+        self._lot.unpark_all()
+
+
+def _advance(subscription: EventSubscription, seq: int) -> None:
+    """Move a subscription that nobody receives from past ``seq`` (it pins no more of it)."""
+    while subscription.cursor <= seq:
+        try:
+            subscription.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
+
+
+async def _perform_write(
+    entry: _Entry, proc: LocalProcess, params: WriteParams, pending: _PendingWrite
+) -> None:
+    """Write one ``process/write`` to the child; a task of the session."""
+    try:
+        pending.status = _known(await proc.write(params.chunk))
+        if pending.status is WriteStatus.ACCEPTED:
+            entry.write_ids.add(params.write_id)
+    except Exception as exc:  # answered by the handlers waiting for it
+        pending.error = exc
+    finally:
+        if entry.writes.get(params.write_id) is pending:
+            del entry.writes[params.write_id]
+        pending.done.set()
 
 
 def _known(status: WriteStatus) -> WriteStatus:
@@ -997,16 +1480,20 @@ class _WebSocketFront:
                 ws_request = await trio_websocket.wrap_server_stream(
                     nursery,
                     _ReplayStream(stream, head.raw),
-                    max_message_size=DEFAULT_MAX_MESSAGE_BYTES,
+                    max_message_size=self._server.max_message_bytes,
                     receive_buffer_size=WEBSOCKET_RECEIVE_BYTES,
                 )
                 websocket = await ws_request.accept()
             if websocket is None:
                 _logger.debug("websocket client %s:%s was too slow to upgrade", address, port)
             else:
-                # No timeout here: a session lasts as long as the client wants.
+                # No timeout here: a session lasts as long as the client wants. A lost
+                # connection detaches its session; this call returns once the session
+                # created here ended (resumed or not, see DETACH_TIMEOUT).
                 transport = WebSocketTransport(websocket)
-                await self._server._serve(transport, _websocket_parse_prefix(address, port))
+                await self._server._serve(
+                    transport, _websocket_parse_prefix(address, port), detachable=True
+                )
             nursery.cancel_scope.cancel()
 
     async def _route(self, stream: trio.abc.Stream, head: _Head) -> bool:
@@ -1084,6 +1571,29 @@ async def _respond(
     await stream.send_all(out)
 
 
+async def _non_loopback_addresses(host: str | None, port: int) -> list[str]:
+    """The addresses ``open_tcp_listeners(port, host=host)`` would bind that are not loopback."""
+    infos = await trio.socket.getaddrinfo(
+        host or None, port, type=trio.socket.SOCK_STREAM, flags=trio.socket.AI_PASSIVE
+    )
+    exposed: list[str] = []
+    for *_, sockaddr in infos:
+        address = str(sockaddr[0])
+        if not _is_loopback(address) and address not in exposed:
+            exposed.append(address)
+    return exposed
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
 def _url(listener: trio.SocketListener, *, tls: bool) -> str:
     address, port, *_ = listener.socket.getsockname()
     host = f"[{address}]" if ":" in address else address
@@ -1098,6 +1608,7 @@ async def serve_websocket(
     token_sha256: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
     server: ExecServer | None = None,
+    allow_unauthenticated_non_loopback: bool = False,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the exec server on a websocket endpoint until cancelled.
@@ -1116,17 +1627,32 @@ async def serve_websocket(
         token_sha256: the hex SHA-256 digest of the token, instead of ``token``.
         ssl_context: a server-side :class:`ssl.SSLContext` to serve ``wss://``.
         server: the :class:`ExecServer` to use (default: a new one).
+        allow_unauthenticated_non_loopback: serve without a token on an address that is
+            not loopback. By default that is refused before binding: anyone who can reach
+            the port could run any command. TLS alone does not authenticate clients.
         task_status: receives the bound URL, ``ws://IP:PORT`` (``wss://`` with TLS).
 
     Raises:
-        ValueError: both or a malformed token given.
-        OSError: the address cannot be bound.
+        ValueError: both or a malformed token given; or no token, ``host`` is not a
+            loopback address (``host`` resolves to an address outside 127.0.0.0/8 and
+            ``::1``; ``""`` is every address) and ``allow_unauthenticated_non_loopback``
+            is false. Raised before anything is bound.
+        OSError: the address cannot be resolved or bound.
 
     **Cancellation:** the listener is closed and every session ends: each child process
     group is terminated (SIGTERM, SIGKILL after the server's ``session_end_grace``) and
     reaped before Cancelled propagates; no process is left behind.
     """
     digest = _token_digest(token, token_sha256)
+    if digest is None and not allow_unauthenticated_non_loopback:
+        exposed = await _non_loopback_addresses(host, port)
+        if exposed:
+            raise ValueError(
+                f"refusing to serve without authentication on {', '.join(exposed)}, "
+                "which is not a loopback address: anyone who can reach it could run "
+                "commands. Pass `token` (or `token_sha256`), or "
+                "`allow_unauthenticated_non_loopback=True` to allow it explicitly."
+            )
     front = _WebSocketFront(server or ExecServer(), digest, ssl_context)
     listeners = await trio.open_tcp_listeners(port, host=host)
     task_status.started(_url(listeners[0], tls=ssl_context is not None))
@@ -1147,11 +1673,12 @@ async def serve_stdio(*, server: ExecServer | None = None) -> None:
     **Cancellation:** the session ends as on end of file: every process is terminated and
     reaped before Cancelled propagates.
     """
+    server = server or ExecServer()
     stdin = trio.lowlevel.FdStream(os.dup(0))
     stdout = trio.lowlevel.FdStream(os.dup(1))
     try:
-        await (server or ExecServer())._serve(
-            StreamTransport(stdout, stdin, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES),
+        await server._serve(
+            StreamTransport(stdout, stdin, max_message_bytes=server.max_message_bytes),
             _STDIO_PARSE_PREFIX,
         )
     finally:

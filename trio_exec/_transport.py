@@ -287,7 +287,12 @@ async def open_websocket_transport(
             with trio.fail_after(WEBSOCKET_CONNECT_TIMEOUT):
                 if parts.scheme == "wss":
                     context = ssl_context or ssl.create_default_context()
-                    stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=context)
+                    ssl_stream = await trio.open_ssl_over_tcp_stream(
+                        host, port, ssl_context=context
+                    )
+                    stream = ssl_stream
+                    # Handshake here: trio-websocket would wait forever on a failed one.
+                    await ssl_stream.do_handshake()
                 else:
                     stream = await trio.open_tcp_stream(host, port)
                 connection = await trio_websocket.wrap_client_stream(
@@ -326,13 +331,20 @@ async def open_websocket_transport(
                 await trio.aclose_forcefully(stream)
 
 
-_CONNECT_ERRORS: Final = (OSError, trio_websocket.HandshakeError, trio.TooSlowError)
+_CONNECT_ERRORS: Final = (
+    OSError,
+    trio.BrokenResourceError,  # a failed TLS handshake (the cause says why)
+    trio_websocket.HandshakeError,
+    trio.TooSlowError,
+)
 
 
 def _describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, trio_websocket.ConnectionRejected):
         body = (exc.body or b"").decode("utf-8", "replace").strip()
         return f"HTTP {exc.status_code}" + (f" {body}" if body else "")
+    if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ is not None:
+        return str(exc.__cause__)
     if isinstance(exc, trio.TooSlowError):
         return f"no answer within {WEBSOCKET_CONNECT_TIMEOUT} s"
     return str(exc) or type(exc).__name__

@@ -125,6 +125,7 @@ def test_extension_names() -> None:
         "exitSignal",
         "readGap",
         "list",
+        "resume",
     ]
 
 

@@ -2,7 +2,8 @@
 
 Whatever the cause, every pending and every later call raises ConnectionLost, every open
 process's event stream ends with Failed within a second, read() returns ``closed`` with
-the failure, and leaving the blocks never hangs.
+the failure, and leaving the blocks never hangs. (``connect`` backends here are made with
+``resume_deadline=0``: by default they try to resume the session first, see tests/resume.)
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ async def test_reference_killed_mid_stream(reference_binary: Path) -> None:
         async with open_reference_server(reference_binary) as url:
             (server_pid,) = reference_server_pids(reference_binary)
             with trio.fail_after(TIMEOUT):
-                async with connect(url) as backend:
+                async with connect(url, resume_deadline=0) as backend:
                     async with backend.open_process([sys.executable, "-c", TICKER]) as proc:
                         events = proc.events
                         first = await events.receive()
@@ -127,7 +128,7 @@ async def test_reference_killed_between_processes(reference_binary: Path) -> Non
     async with open_reference_server(reference_binary) as url:
         (server_pid,) = reference_server_pids(reference_binary)
         with trio.fail_after(TIMEOUT):
-            async with connect(url) as backend:
+            async with connect(url, resume_deadline=0) as backend:
                 async with backend.open_process(["echo", "fine"]) as proc:
                     check_event_stream(await _collect(proc))
                 os.kill(server_pid, signal.SIGKILL)

@@ -154,14 +154,16 @@ async def test_slow_client_slows_the_child_and_memory_stays_bounded(tmp_path: Pa
         await client.send_request(
             "process/start", start_params("flood", [*python(_FLOOD), str(progress_file)])
         )
-        # The child fills every buffer, then blocks in write(1, ...) for good.
+        # The child fills every buffer, then blocks in write(1, ...) for good. (A forwarder
+        # queues at most half the retention, so the outbound queue is not full: see
+        # _Unsent in the server.)
         with trio.fail_after(TIMEOUT):
             while True:
                 progress = _progress(progress_file)
                 stats = server.statistics()
                 if (
                     progress is not None
-                    and stats.queued_messages == OUTBOUND_QUEUE_MESSAGES
+                    and stats.queued_messages >= 1
                     and _blocked_writing_stdout(progress[0])
                 ):
                     break

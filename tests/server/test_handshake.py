@@ -32,6 +32,7 @@ async def test_initialize_result() -> None:
             "exitSignal",
             "readGap",
             "list",
+            "resume",
         }
 
 

@@ -36,6 +36,20 @@ async def url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def url_without_detach() -> AsyncIterator[str]:
+    """Our server with ``detach_timeout=0``: a lost connection ends its session at once.
+
+    (With the default, the session is detached for a resume and ends DETACH_TIMEOUT later:
+    tests/resume covers that.)
+    """
+    async with trio.open_nursery() as nursery:
+        serve = partial_serve(server=ExecServer(detach_timeout=0))
+        bound: str = await nursery.start(serve)
+        yield bound
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
 async def auth_url() -> AsyncIterator[str]:
     """Our server with a bearer token."""
     async with trio.open_nursery() as nursery:
@@ -257,8 +271,8 @@ async def _start_group(client: Client, process_id: str, script: str) -> int:
     return pgid
 
 
-async def test_client_disconnect_reaps_its_processes(url: str) -> None:
-    async with open_ws_client(url) as client:
+async def test_client_disconnect_reaps_its_processes(url_without_detach: str) -> None:
+    async with open_ws_client(url_without_detach) as client:
         plain = await _start_group(client, "plain", "sleep 60 & exec sleep 60")
         # Ignores SIGTERM: killed after the session-end grace.
         stubborn = await _start_group(client, "stubborn", "trap '' TERM; sleep 60 & wait")
@@ -266,8 +280,8 @@ async def test_client_disconnect_reaps_its_processes(url: str) -> None:
     await wait_group_gone(stubborn, 2.0)
 
 
-async def test_abrupt_disconnect_reaps_its_processes(url: str) -> None:
-    async with open_ws_client(url) as client:
+async def test_abrupt_disconnect_reaps_its_processes(url_without_detach: str) -> None:
+    async with open_ws_client(url_without_detach) as client:
         pgid = await _start_group(client, "p", "exec sleep 60")
         assert isinstance(client.transport, WebSocketTransport)
         stream = client.transport.websocket._stream

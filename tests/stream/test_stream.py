@@ -403,7 +403,11 @@ async def test_receive_some_checks_max_bytes(backend: tx.ExecBackend) -> None:
 
 @pytest.fixture
 async def served_remote() -> AsyncIterator[tuple[trio.CancelScope, RemoteBackend]]:
-    """A remote backend and the cancel scope of its server (cancel it to lose the server)."""
+    """A remote backend and the cancel scope of its server (cancel it to lose the server).
+
+    The backend does not try to resume its session (``resume_deadline=0``): a lost server
+    breaks it at once.
+    """
     server_scope = trio.CancelScope()
 
     async def serve(*, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
@@ -412,7 +416,7 @@ async def served_remote() -> AsyncIterator[tuple[trio.CancelScope, RemoteBackend
 
     async with trio.open_nursery() as nursery:
         url = await nursery.start(serve)
-        async with connect(url) as remote:
+        async with connect(url, resume_deadline=0) as remote:
             yield server_scope, remote
         nursery.cancel_scope.cancel()
 

@@ -1,0 +1,350 @@
+"""Sphinx configuration of the trio_exec documentation.
+
+Built-in extensions only (autodoc, napoleon, viewcode) and the default theme; no network
+(intersphinx is off). Build with::
+
+    sphinx-build -W --keep-going -b html docs docs/_build/html
+
+Local additions, all registered in :func:`setup`:
+
+* The API page lists names by topic. Any public name (in the ``__all__`` of a documented
+  module) that it does not list is appended under "Other public names", so a new name is
+  documented from the day it is exported.
+* A re-exported constant or type alias (``trio_exec.DEFAULT_GRACE``, ``trio_exec.Event``)
+  gets the doc comment written where it is defined, not the docstring of ``float``.
+* Napoleon reads the first line of an attribute docstring as ``type: description``. Ours
+  are prose whose first line often has a colon ("The address to connect to (default:
+  ...)"), and types come from the annotations, so attribute docstrings are kept as written.
+* Classes that users obtain and never build (:data:`OBTAINED_NOT_BUILT`) are shown without
+  their constructor's signature, which takes private types.
+* ``.. trio-exec-limits::`` generates the tables of named limits from the source.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import operator
+import pkgutil
+import re
+from typing import Any
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.errors import PycodeError
+from sphinx.pycode import ModuleAnalyzer
+from sphinx.util.docutils import SphinxDirective
+
+import trio_exec
+
+project = "trio_exec"
+author = "the trio_exec developers"
+project_copyright = "the trio_exec developers"
+release = version = trio_exec.__version__
+
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.viewcode"]
+exclude_patterns = ["_build", "README-testing-snippet.md"]
+root_doc = "index"
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+autodoc_class_signature = "mixed"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+
+html_theme = "alabaster"
+html_title = f"trio_exec {release}"
+html_theme_options = {"description": "Processes as Trio sessions, here or remote"}
+
+PUBLIC_MODULES = (
+    "trio_exec",
+    "trio_exec.testing",
+    "trio_exec.testing.strategies",
+    "trio_exec.testing.pytest_plugin",
+    "trio_exec.testing.reference",
+)
+"""The modules whose every ``__all__`` name the API page documents."""
+
+_AUTODOC = re.compile(
+    r"^\.\. auto(?:function|class|exception|data|attribute|decorator)::\s+(\S+)[^\n]*\n"
+    r"(?:[ \t]+\S[^\n]*\n|[ \t]*\n(?=[ \t]+\S))*",
+    re.MULTILINE,
+)
+_UNLISTED_MARKER = ".. other-public-names-go-here\n"
+
+
+def _exported(module_name: str) -> list[str]:
+    module = importlib.import_module(module_name)
+    return list(getattr(module, "__all__", ()))
+
+
+def _directive_for(module_name: str, name: str) -> str:
+    obj = getattr(importlib.import_module(module_name), name)
+    if isinstance(obj, type):
+        kind = "exception" if issubclass(obj, BaseException) else "class"
+        return f".. auto{kind}:: {module_name}.{name}\n   :members:\n\n"
+    if callable(obj):
+        return f".. autofunction:: {module_name}.{name}\n\n"
+    return f".. autodata:: {module_name}.{name}\n\n"
+
+
+def _complete_api_page(app: Any, docname: str, source: list[str]) -> None:
+    """Append the public names that the page does not list."""
+    if docname != "api":
+        return
+    text = source[0]
+    listed = {match[1] for match in _AUTODOC.finditer(text)}
+    missing = [
+        (module_name, name)
+        for module_name in PUBLIC_MODULES
+        for name in _exported(module_name)
+        if f"{module_name}.{name}" not in listed
+    ]
+    extra = ""
+    if missing:
+        extra = (
+            "Other public names\n------------------\n\n"
+            "Exported, but not yet placed in a section above.\n\n"
+            + "".join(_directive_for(module_name, name) for module_name, name in missing)
+        )
+    source[0] = text.replace(_UNLISTED_MARKER, extra)
+
+
+def _reexported_from(module_name: str, name: str) -> str | None:
+    """The module that ``module_name`` imports ``name`` from (``from ._x import name``)."""
+    with open(_source_path(module_name), encoding="utf-8") as file:
+        tree = ast.parse(file.read())
+    package = module_name if _source_path(module_name).endswith("__init__.py") else ""
+    package = package or module_name.rpartition(".")[0]
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and any(alias.name == name for alias in node.names):
+            if node.level == 0:
+                return node.module
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            return f"{base}.{node.module}" if node.module else base
+    return None
+
+
+def _defined_doc(module_name: str, name: str) -> list[str] | None:
+    """The doc comment of ``module_name.name``, looked up where it is defined.
+
+    A re-exported constant or type alias has its doc comment in the private module that
+    defines it, which autodoc does not look at: it falls back to the docstring of the
+    value's type (``int``, ``UnionType``...).
+    """
+    seen: set[str] = set()
+    while module_name.startswith("trio_exec") and module_name not in seen:
+        seen.add(module_name)
+        try:
+            docs = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        except PycodeError:
+            return None
+        if ("", name) in docs:
+            return list(docs[("", name)])
+        origin = _reexported_from(module_name, name)
+        if origin is None:
+            return None
+        module_name = origin
+    return None
+
+
+_kept_docstrings: dict[int, list[str]] = {}
+
+
+def _keep_attribute_docstring(
+    app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
+    """Before napoleon: find the doc comment of re-exported data; remember the docstring."""
+    if what == "data":
+        module_name, _, attr = name.rpartition(".")
+        doc = _defined_doc(module_name, attr)
+        if doc is not None:
+            lines[:] = doc
+    _kept_docstrings[id(lines)] = list(lines)
+
+
+def _restore_attribute_docstring(
+    app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
+    """After napoleon: attribute docstrings are prose, not ``type: description``."""
+    kept = _kept_docstrings.pop(id(lines), None)
+    if kept is not None and what in ("attribute", "data", "property"):
+        lines[:] = kept
+
+
+LIMIT_PACKAGES = ("trio_exec", "trio_exec.testing")
+"""Packages whose modules' named numeric constants the limits tables list."""
+
+NOT_LIMITS = frozenset(
+    {
+        "PARSE_ERROR",
+        "INVALID_REQUEST",
+        "METHOD_NOT_FOUND",
+        "INVALID_PARAMS",
+        "INTERNAL_ERROR",
+        "SESSION_ALREADY_ATTACHED",
+        "UNKNOWN_REQUEST_ID",
+        "FAILURE_EXIT_CODE",
+    }
+)
+"""Numeric constants that are codes, not limits."""
+
+_OPERATORS: dict[type[ast.operator], Any] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Pow: operator.pow,
+}
+
+
+def _number(node: ast.expr) -> float | int | None:
+    """The value of a constant numeric expression (``64 * 1024``), else None."""
+    if isinstance(node, ast.Constant):
+        value = node.value
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = _number(node.operand)
+        return None if value is None else -value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _number(node.left), _number(node.right)
+        if left is None or right is None:
+            return None
+        return _OPERATORS[type(node.op)](left, right)  # type: ignore[no-any-return]
+    return None
+
+
+def _size(value: float | int) -> str:
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if value >= factor and value % factor == 0:
+            return f"{value // factor} {unit}"
+    return f"{value} bytes"
+
+
+def _source_path(module_name: str) -> str:
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"cannot find the source of {module_name}")
+    return spec.origin
+
+
+def _limits(module_name: str) -> list[tuple[str, str, str]]:
+    """(name, value, first paragraph of its docstring) of each numeric constant."""
+    with open(_source_path(module_name), encoding="utf-8") as file:
+        source = file.read()
+    body = ast.parse(source).body
+    rows = []
+    for index, node in enumerate(body):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value_node = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value_node = node.target, node.value
+        else:
+            continue
+        if not isinstance(target, ast.Name) or not re.fullmatch(r"[A-Z][A-Z0-9_]*", target.id):
+            continue
+        value = _number(value_node)
+        if value is None or target.id in NOT_LIMITS:
+            continue
+        text = ast.get_source_segment(source, value_node) or repr(value)
+        if "BYTES" in target.id or "CHARS" in target.id:
+            unit = _size(value) if "BYTES" in target.id else f"{value} characters"
+            text = f"``{text}`` ({unit})" if text != str(value) else f"{unit}"
+        else:
+            text = f"``{text}``"
+        doc = ""
+        following = body[index + 1] if index + 1 < len(body) else None
+        if (
+            isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            doc = " ".join(inspect.cleandoc(following.value.value).split("\n\n")[0].split())
+        rows.append((target.id, text, doc))
+    return rows
+
+
+def _limit_modules() -> list[str]:
+    names = []
+    for package_name in LIMIT_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.ispkg:
+                names.append(f"{package_name}.{info.name}")
+    return names
+
+
+class LimitsTables(SphinxDirective):
+    """``.. trio-exec-limits::``: a table of the named limits of every module, from source.
+
+    Every module-level constant with an upper-case name and a numeric value is listed
+    (except the codes in :data:`NOT_LIMITS`), with the first paragraph of its docstring, so
+    the table cannot fall behind the code.
+    """
+
+    def run(self) -> list[nodes.Node]:
+        lines: list[str] = []
+        for module_name in _limit_modules():
+            self.env.note_dependency(_source_path(module_name))  # rebuilt when it changes
+            rows = _limits(module_name)
+            if not rows:
+                continue
+            summary = (importlib.import_module(module_name).__doc__ or "").strip().splitlines()
+            lines += [f".. rubric:: ``{module_name}``", ""]
+            if summary:
+                lines += [summary[0], ""]
+            lines += [
+                ".. list-table::",
+                "   :header-rows: 1",
+                "   :widths: 28 18 54",
+                "",
+                "   * - name",
+                "     - value",
+                "     - what",
+            ]
+            for name, value, doc in rows:
+                lines += [f"   * - ``{name}``", f"     - {value}", f"     - {doc or '..'}"]
+            lines.append("")
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines, "<limits>"), self.content_offset, container)
+        return list(container.children)
+
+
+OBTAINED_NOT_BUILT = frozenset(
+    {
+        "trio_exec.ExecProcess",
+        "trio_exec.LocalProcess",
+        "trio_exec.RemoteBackend",
+        "trio_exec.RemoteProcess",
+        "trio_exec.ChildHandle",
+    }
+)
+"""Classes users get from the API and never construct: their constructors take private
+types, so the API page shows them without a signature."""
+
+
+def _hide_private_constructor(
+    app: Any,
+    what: str,
+    name: str,
+    obj: Any,
+    options: Any,
+    signature: str | None,
+    return_annotation: str | None,
+) -> tuple[str, str | None] | None:
+    if what in ("class", "exception") and name in OBTAINED_NOT_BUILT:
+        return "", None
+    return None
+
+
+def setup(app: Any) -> dict[str, Any]:
+    app.add_directive("trio-exec-limits", LimitsTables)
+    app.connect("source-read", _complete_api_page)
+    app.connect("autodoc-process-signature", _hide_private_constructor)
+    app.connect("autodoc-process-docstring", _keep_attribute_docstring, priority=100)
+    app.connect("autodoc-process-docstring", _restore_attribute_docstring, priority=900)
+    return {"parallel_read_safe": True}

@@ -1,0 +1,1 @@
+"""Hardening of the remote path: who gets in, limits, hostile frames, load."""
