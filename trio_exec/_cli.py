@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=MAX_IN_FLIGHT_REQUESTS,
         metavar="N",
-        help="requests handled at once per connection; beyond it the server stops reading "
+        help="requests handled at once per connection; one beyond it gets a -32600 error "
         "(default %(default)s)",
     )
     limits.add_argument(

@@ -923,9 +923,15 @@ class RemoteBackend(ExecBackend):
     # -- connections -----------------------------------------------------------------------
 
     async def _run_connection(
-        self, *, task_status: trio.TaskStatus[_RpcClient] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        first: bool = False,
+        task_status: trio.TaskStatus[_RpcClient] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Open a transport and run an RPC client on it until it breaks; a backend task.
+
+        ``first``: the backend's first connection, current from the start (a resume
+        attempt's becomes current once the session is resumed).
 
         Raises (before ``task_status.started``): ConnectionLost if it cannot be opened.
         """
@@ -937,6 +943,8 @@ class RemoteBackend(ExecBackend):
                     on_notification=self._dispatch,
                     on_failure=lambda message: self._on_rpc_failure(rpc, message),
                 )
+                if first:
+                    self._rpc = rpc  # it may fail as soon as it runs
                 async with trio.open_nursery() as nursery:
                     await nursery.start(rpc.run)
                     task_status.started(rpc)
@@ -1753,7 +1761,7 @@ async def _open_backend(
         async with trio.open_nursery() as nursery:
             backend._nursery = nursery
             try:
-                backend._rpc = await connections.start(backend._run_connection)
+                await connections.start(partial(backend._run_connection, first=True))
                 await backend._initialize(client_name)
                 yield backend
             except BaseException as exc:  # re-raised below, after the nurseries closed

@@ -11,9 +11,9 @@ connection runs these tasks in one nursery:
   handshake (``initialize`` / ``initialized``) and every decoding error are handled inline,
   so their effect is ordered with the frames that follow. Every other request gets its own
   **handler** task, so a long-poll ``process/read`` never delays another request. A
-  semaphore bounds the handlers in flight (:data:`MAX_IN_FLIGHT_REQUESTS`): when it is
-  exhausted the reader stops reading, which pushes back on the client instead of growing
-  memory or failing requests.
+  semaphore bounds the handlers in flight (:data:`MAX_IN_FLIGHT_REQUESTS`): a request
+  beyond it is answered at once with a -32600 error (the client may retry it), so memory
+  stays bounded and the connection keeps flowing.
 * the **writer** is the only task that sends on the transport. Everything else puts encoded
   messages on a bounded memory channel (:data:`OUTBOUND_QUEUE_MESSAGES`). Reading and
   writing are independent, so pipelining any number of requests never deadlocks (the
@@ -203,8 +203,8 @@ The same as the reference. Older ids are forgotten first.
 MAX_IN_FLIGHT_REQUESTS: Final = 1024
 """Requests of one connection that are being handled at once (long-polls included).
 
-When the bound is reached the server stops reading the connection until a request
-finishes: backpressure on the client, never an error and never a deadlock. Memory per
+A request beyond the bound is answered at once with -32600 ``too many requests in flight``
+and not handled; the client may send it again once answers came back. Memory per
 connection is bounded by this times the largest response (a ``process/read`` returns at
 most the retained output of one process, 1 MiB by default).
 """
@@ -327,9 +327,8 @@ class ExecServer:
       closed-but-retained processes of a session. At the bound a start forgets the
       earliest started closed process; when none has closed it is refused with -32600
       ``too many processes ...``.
-    * ``max_in_flight`` (:data:`MAX_IN_FLIGHT_REQUESTS`, 1024 per connection): at the
-      bound the server stops reading the connection until a request finishes
-      (backpressure: no error, nothing dropped).
+    * ``max_in_flight`` (:data:`MAX_IN_FLIGHT_REQUESTS`, 1024 per connection): a request
+      beyond the bound is answered at once with -32600 ``too many requests in flight``.
     * ``max_read_wait`` (:data:`MAX_READ_WAIT`, 30 s): a longer ``waitMs`` is clamped; the
       read answers after this long with whatever is there.
     * ``retain_bytes`` (1 MiB per process): the oldest output is evicted first; extension
@@ -860,7 +859,15 @@ class _Connection:
             message = f"client must {word} before using exec methods"
             await self._reply_error(request.id, INVALID_REQUEST, message)
             return
-        await self._slots.acquire()  # backpressure: stop reading while all slots are taken
+        if self._slots.value == 0:
+            limit = self._server.max_in_flight
+            message = (
+                f"too many requests in flight: at most {limit} per connection; "
+                "send more once answers came back"
+            )
+            await self._reply_error(request.id, INVALID_REQUEST, message)
+            return
+        self._slots.acquire_nowait()
         turn: tuple[trio.Event | None, trio.Event] | None = None
         if isinstance(params, WriteParams | CloseStdinParams):
             turn = self._take_write_turn(params.process_id)

@@ -221,7 +221,7 @@ async def test_cli_max_processes() -> None:
 # -- requests in flight ------------------------------------------------------------------------
 
 
-async def test_cli_in_flight_bound_is_backpressure_not_an_error() -> None:
+async def test_cli_in_flight_bound_answers_an_error() -> None:
     async with open_cli_server(["--max-in-flight", "2"]) as cli, open_ws_client(cli.url) as client:
         await client.start("s", ["sleep", "60"])
         polls = [
@@ -230,13 +230,11 @@ async def test_cli_in_flight_bound_is_backpressure_not_an_error() -> None:
             )
             for _ in range(2)
         ]
-        # Not read by the server until a poll returns; then answered normally.
-        listing = await client.send_request("process/list", {})
-        response = await client.wait_response(listing)
-        assert [p["processId"] for p in response["result"]["processes"]] == ["s"]
-        first_poll = min(client.response_index(poll) for poll in polls)
-        assert first_poll < client.response_index(listing)
-        assert not [m for m in client.received if "error" in m]
+        refused = await client.wait_response(await client.send_request("process/list", {}))
+        assert refused["error"]["code"] == -32600
+        assert "at most 2 per connection" in refused["error"]["message"]
+        for poll in polls:
+            assert "result" in await client.wait_response(poll)
 
 
 # -- long-poll wait ------------------------------------------------------------------------------

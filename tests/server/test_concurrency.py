@@ -185,9 +185,9 @@ async def test_slow_client_slows_the_child_and_memory_stays_bounded(tmp_path: Pa
         assert client.exited("flood")["exitCode"] == 0
 
 
-async def test_in_flight_bound_pushes_back_on_reading() -> None:
-    """With every slot taken by long-polls, the next request is not even read until one
-    returns: backpressure, neither an error nor a deadlock."""
+async def test_requests_beyond_the_in_flight_bound_are_refused() -> None:
+    """With every slot taken by long-polls, the next request is answered at once with an
+    error (not handled, not stalled); once a slot frees up, requests are served again."""
     server = ExecServer(max_in_flight=2)
     async with open_memory_client(server) as client:
         await client.start("s", ["sleep", "60"])
@@ -197,8 +197,14 @@ async def test_in_flight_bound_pushes_back_on_reading() -> None:
             )
             for _ in range(2)
         ]
-        listing = await client.send_request("process/list", {})
-        await client.wait_response(listing)
-        first_poll = min(client.response_index(poll) for poll in polls)
-        assert first_poll < client.response_index(listing)
+        refused = await client.wait_response(await client.send_request("process/list", {}))
+        assert refused["error"]["code"] == -32600
+        assert "too many requests in flight: at most 2" in refused["error"]["message"]
+        for poll in polls:
+            await client.wait_response(poll)
+        # The refusal came at once, before the long-polls returned.
+        refused_at = client.response_index(refused["id"])
+        assert refused_at < min(client.response_index(poll) for poll in polls)
+        listing = await client.wait_response(await client.send_request("process/list", {}))
+        assert [p["processId"] for p in listing["result"]["processes"]] == ["s"]
         assert server.statistics().in_flight_requests <= 2
