@@ -49,9 +49,10 @@ has not noticed yet that the old connection is dead) is retried like a failed co
 -32600 (the session expired) is final. Meanwhile the routes and logs stay as they are. Once
 resumed, the server sends live notifications for new events, and for each open process the
 recovery reads what was missed, ``process/read afterSeq=<last ordered seq>`` in pages of
-:data:`CATCH_UP_READ_BYTES` until it meets the live events, and pushes the result into the
-same ordering buffer, which drops duplicates: consumers see one stream without gaps or
-duplicates. A seq that was neither returned nor explained by the read's exit status is
+:data:`CATCH_UP_READ_BYTES` until it meets the live events (then one more read, with
+``maxBytes: 0``, tells a trio_exec server that it may stop holding the output back), and
+pushes the result into the same ordering buffer, which drops duplicates: consumers see one
+stream without gaps or duplicates. A seq that was neither returned nor explained by the read's exit status is
 output the server evicted meanwhile: that process's log fails with ``... failed to recover
 process ...`` and the process is terminated; so it does when the session cannot be resumed
 in time (then for every process, and the backend is broken for good). Calls during the
@@ -655,14 +656,16 @@ class _Route:
             isinstance(event, ExitedNotification) for event in self._pending.values()
         )
 
-    def splice(self, result: ReadResult, after_seq: int, *, paged: bool) -> str | None:
-        """Order what a catch-up ``process/read`` after ``after_seq`` returned.
+    def splice(self, result: ReadResult, after_seq: int) -> str | None:
+        """Order what a catch-up ``process/read`` (with ``maxBytes``) after ``after_seq``
+        returned.
 
-        The read covers every seq from ``after_seq + 1`` up to its ``next_seq`` (the last
-        chunk's when ``paged`` and chunks came, else the process's next seq). A seq in
-        that range that is neither a chunk nor a buffered live event must be the exit
-        (once, when the result says it exited) or, last, the close; anything else was
-        evicted. Returns why history is missing, or None.
+        The read covers every seq from ``after_seq + 1`` up to its ``next_seq``: the last
+        chunk's seq + 1 when chunks came, else the process's next seq (past exited and
+        closed). A seq in that range that is neither a chunk nor a buffered live event
+        must be the exit (once, when the result says it exited) or, when no chunk came,
+        the close (the last seq); anything else was evicted. Returns why history is
+        missing, or None.
         """
         if result.failure is not None:
             return f"the server reports the process failed: {result.failure}"
@@ -678,7 +681,7 @@ class _Route:
                     live=False,
                 )
         end = result.next_seq  # the first seq the read does not cover
-        whole = not (paged and result.chunks)
+        whole = not result.chunks
         seq = self.last_seq + 1
         while self.receiving:
             seq = max(seq, self.last_seq + 1)  # pushing may order buffered events
@@ -1189,7 +1192,7 @@ class RemoteBackend(ExecBackend):
                     return False
                 self._lose(route, f"the server no longer knows it ({exc.message})")
                 return True
-            problem = route.splice(result, after, paged=True)
+            problem = route.splice(result, after)
             if problem is not None:
                 self._lose(route, problem)
                 return True

@@ -37,14 +37,16 @@ Connection loss and resume (extension ``resume``). When a websocket connection e
 peer closed it or the transport broke), its session is *detached*, not ended: the
 processes keep running, the forwarders stop, and a **hold** (a subscription that nobody
 receives from) pins the output retained at that moment, so whatever the client had not
-received yet is still there when it comes back. While detached, a child that writes more
-than ``retain_bytes`` waits (as with a slow client) instead of losing output; the detach
-time bounds the wait. ``initialize {resumeSessionId}`` on a new connection takes the
-session back within ``detach_timeout`` (:data:`DETACH_TIMEOUT`): the same ``sessionId`` is
-answered, and live notifications resume for events sequenced from then on. The client
-fetches what it missed with ``process/read afterSeq=<last seen>``; each read releases the
-hold up to its ``afterSeq``, and the hold is dropped once a read reaches the first live
-event (at the latest :data:`CATCH_UP_HOLD` seconds after the resume). A session still
+received yet is still there when it comes back. (While attached, each forwarder already
+pins what waits in the outbound queue and the last half of ``retain_bytes`` it sent, which
+may still be in flight.) While detached, a child that writes more than ``retain_bytes``
+waits (as with a slow client) instead of losing output; the detach time bounds the wait.
+``initialize {resumeSessionId}`` on a new connection takes the session back within
+``detach_timeout`` (:data:`DETACH_TIMEOUT`): the same ``sessionId`` is answered, and live
+notifications resume for events sequenced from then on. The client fetches what it missed
+with ``process/read afterSeq=<last seen>``; each read releases the hold up to its
+``afterSeq``, and the hold is dropped once a read's ``afterSeq`` reaches the seq before
+the first live event (at the latest :data:`CATCH_UP_HOLD` seconds after the resume). A session still
 attached elsewhere answers -32010; an unknown or expired one -32600 ``unknown session
 id``; both leave the connection free to ``initialize`` again. When the detach time passes,
 the session ends. A stdio connection (or any :meth:`ExecServer.serve_connection` without
@@ -80,6 +82,15 @@ deliberate differences:
 * A child on a terminal that a signal ended reports ``128 + N`` like any other child; the
   reference reports 1.
 * Output notifications carry up to 64 KiB (the reference: 8 KiB).
+* A detached session is kept 30 s (:data:`DETACH_TIMEOUT`; the reference: 80 s), and its
+  children are held back once ``retain_bytes`` of output waits for the client, instead of
+  running on and evicting it; output queued or recently sent when the connection broke
+  stays retained too (see ``_Connection._forward``). The reference loses whatever exceeds
+  its 1 MiB retention. Output that was still in socket buffers is lost with the
+  connection unless the retention covers it: with heavy output, ``retain_bytes`` must
+  exceed what the network buffers hold for a resume to lose nothing.
+* A ``process/write`` cut off by a lost connection completes in the session, and a resend
+  with its ``writeId`` answers its status once it did; the reference may write part of it.
 """
 
 from __future__ import annotations
