@@ -81,7 +81,7 @@ deliberate differences:
   daemon that closed its output), so nothing outlives the session.
 * A child on a terminal that a signal ended reports ``128 + N`` like any other child; the
   reference reports 1.
-* Output notifications carry up to 64 KiB (the reference: 8 KiB).
+* Output notifications carry up to 256 KiB, the local read chunk (the reference: 8 KiB).
 * A detached session is kept 30 s (:data:`DETACH_TIMEOUT`; the reference: 80 s), and its
   children are held back once ``retain_bytes`` of output waits for the client, instead of
   running on and evicting it; output queued or recently sent when the connection broke

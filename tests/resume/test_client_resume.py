@@ -67,8 +67,9 @@ async def wait_recovered(backend: RemoteBackend, resumes: int) -> None:
 
 async def test_random_cuts_during_50_mib_lose_and_repeat_nothing() -> None:
     """The child writes 50 MiB as fast as it can; the connection is cut at five random
-    points of the stream (some may fall in the catch-up after an earlier cut: that resume
-    attempt is retried); the consumer gets every byte once, in order.
+    points of the stream, at least three times (a point may fall in the catch-up after an
+    earlier cut: that resume attempt is retried, or the point is passed over); the consumer
+    gets every byte once, in order.
 
     The server retains 16 MiB per process: what it had sent when the connection broke is
     lost in socket buffers and must still be retained for the catch-up (up to a few MiB
@@ -95,14 +96,17 @@ async def test_random_cuts_during_50_mib_lose_and_repeat_nothing() -> None:
                         proxy.cut()
                         await wait_lost(backend)
         note = f"seed {seed}, cut points left {cut_points}"
-        assert not cut_points, note
+        # A point that falls in a catch-up (no connection to cut then) may be passed over
+        # when the rest of the stream arrives through the catch-up reads.
+        assert len(cut_points) <= 2, note
         summary = check_event_stream(
             events, expected_output={STDOUT: expected}, output_before_exit=True
         )
         assert summary.exit_code == 0, note
         await wait_recovered(backend, 1)
         stats = backend.statistics()
-        assert 1 <= stats.resumes <= proxy.cuts == 5, note
+        assert 1 <= stats.resumes <= proxy.cuts, note
+        assert 3 <= proxy.cuts <= 5, note
         assert proxy.accepted >= 1 + stats.resumes, note
         assert stats.failure is None
 
