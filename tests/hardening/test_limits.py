@@ -27,7 +27,12 @@ from trio_exec._transport import (
     open_websocket_transport,
 )
 
-from ..server.helpers import Client, open_memory_client, open_ws_client, python, unb64
+from ..server.helpers import (
+    Client,
+    check_read_gap,
+    open_memory_client,
+    open_ws_client,
+)
 from .helpers import CLI, TIMEOUT, open_cli_server, run_cli
 
 SMALL_FRAME_LIMIT = 64 * 1024
@@ -282,18 +287,4 @@ async def test_cli_retain_bytes() -> None:
         open_cli_server(["--retain-bytes", "1000"]) as cli,
         open_ws_client(cli.url) as client,
     ):
-        code = (
-            "import sys\n"
-            "for i in range(30):\n"
-            "    sys.stdout.write(f'{i:099d}\\n'); sys.stdout.flush()\n"
-            "    sys.stdin.readline()\n"
-        )
-        await client.start("g", python(code), pipeStdin=True)
-        for i in range(30):
-            await client.wait_output("g", f"{i:099d}\n".encode())
-            await client.write("g", b"\n", f"w{i}")
-        await client.wait_closed("g")
-        assert client.output("g") == b"".join(f"{i:099d}\n".encode() for i in range(30))
-        result = await client.call("process/read", {"processId": "g", "afterSeq": 0})
-        assert result["firstRetainedSeq"] == result["chunks"][0]["seq"] > 1
-        assert sum(len(unb64(c["chunk"])) for c in result["chunks"]) <= 1000
+        await check_read_gap(client, lines=30, retain_bytes=1000)

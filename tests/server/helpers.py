@@ -229,6 +229,27 @@ class Client:
         return status
 
 
+async def check_read_gap(client: Client, lines: int, retain_bytes: int) -> None:
+    """Run a child that writes ``lines`` 100-byte lines one at a time (each read as its own
+    chunk), and check that every byte was pushed in order while ``process/read`` keeps at
+    most ``retain_bytes`` of them and reports the evicted history (``firstRetainedSeq``)."""
+    code = (
+        "import sys\n"
+        f"for i in range({lines}):\n"
+        "    sys.stdout.write(f'{i:099d}\\n'); sys.stdout.flush()\n"
+        "    sys.stdin.readline()\n"
+    )
+    await client.start("g", python(code), pipeStdin=True)
+    for i in range(lines):
+        await client.wait_output("g", f"{i:099d}\n".encode())
+        await client.write("g", b"\n", f"w{i}")
+    await client.wait_closed("g")
+    assert client.output("g") == b"".join(f"{i:099d}\n".encode() for i in range(lines))
+    result = await client.call("process/read", {"processId": "g", "afterSeq": 0})
+    assert result["firstRetainedSeq"] == result["chunks"][0]["seq"] > 1
+    assert sum(len(unb64(c["chunk"])) for c in result["chunks"]) <= retain_bytes
+
+
 @asynccontextmanager
 async def open_memory_client(
     server: ExecServer | None = None,

@@ -18,6 +18,7 @@ from .helpers import (
     ENV,
     TIMEOUT,
     b64,
+    check_read_gap,
     group_alive,
     open_memory_client,
     python,
@@ -288,22 +289,7 @@ async def test_read_long_poll_returns_on_output_exit_and_timeout() -> None:
 async def test_read_gap_is_explicit() -> None:
     """Extension readGap: firstRetainedSeq shows that old output was evicted."""
     async with open_memory_client(ExecServer(retain_bytes=1000)) as client:
-        code = (
-            "import sys\n"
-            "for i in range(50):\n"
-            "    sys.stdout.write(f'{i:099d}\\n'); sys.stdout.flush()\n"
-            "    sys.stdin.readline()\n"
-        )
-        await client.start("g", python(code), pipeStdin=True)
-        for i in range(50):
-            await client.wait_output("g", f"{i:099d}\n".encode())
-            await client.write("g", b"\n", f"w{i}")
-        await client.wait_closed("g")
-        # Every byte was pushed as notifications, in order.
-        assert client.output("g") == b"".join(f"{i:099d}\n".encode() for i in range(50))
-        result = await client.call("process/read", {"processId": "g", "afterSeq": 0})
-        assert result["firstRetainedSeq"] == result["chunks"][0]["seq"] > 1
-        assert sum(len(unb64(c["chunk"])) for c in result["chunks"]) <= 1000
+        await check_read_gap(client, lines=50, retain_bytes=1000)
 
 
 # -- process/write --------------------------------------------------------------------------
