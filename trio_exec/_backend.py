@@ -11,7 +11,7 @@ import abc
 import itertools
 import os
 import signal as _signal
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
@@ -170,13 +170,26 @@ class ExecProcess(abc.ABC):
             self._events = self._log.subscribe()
         return self._events
 
-    def subscribe(self) -> trio.abc.ReceiveChannel[Event]:
+    def subscribe(
+        self, *, streams: Iterable[OutputStream] | None = None
+    ) -> trio.abc.ReceiveChannel[Event]:
         """Open another subscription: a replay of the retained events, then live ones.
 
         Nothing is lost or duplicated between the replay and the live part. Close it
         (``aclose``) when done, or it keeps holding back the child.
+
+        Args:
+            streams: the output streams wanted, every stream by default. The
+                subscription receives only the ``Output`` of these streams (``Exited``,
+                ``Closed`` and ``Failed`` always), and holds back only them: a
+                subscription to ``{OutputStream.STDOUT}`` that nobody reads stops the
+                child's stdout once it is ``retain_bytes`` behind, while its stderr
+                keeps flowing to the subscriptions that want it.
+
+        Raises:
+            TypeError: ``streams`` is not a collection of :class:`OutputStream`.
         """
-        return self._log.subscribe()
+        return self._log.subscribe(streams=streams)
 
     async def read(
         self, after_seq: int = 0, max_bytes: int | None = None, wait: float = 0.0

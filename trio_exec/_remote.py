@@ -29,10 +29,15 @@ therefore numbers events exactly as the server did. Notifications for unknown pr
 and unknown notification methods are ignored.
 
 Backpressure. The publisher appends output the way a local pump does: it waits while a
-subscription is ``retain_bytes`` behind. Ordered events wait for it in a queue; when the
-queues of a connection hold more than :data:`READ_AHEAD_BYTES` of output, the reader
-stops reading, which holds back the server and, through it, the child. Memory stays
-bounded and no output is lost, however slow the consumer.
+subscription that wants the chunk's stream is ``retain_bytes`` behind (a subscription to
+stdout only never holds back stderr, see :class:`~trio_exec._retained.ProcessLog`).
+Ordered events wait for it in a queue; when the queues of a connection hold more than
+:data:`READ_AHEAD_BYTES` of output, the reader stops reading, which holds back the
+server and, through it, the child. Memory stays bounded and no output is lost, however
+slow the consumer. Since a process's events are published in ``seq`` order, a chunk
+that waits also delays the events after it, of any stream: an unread stdout holds back
+stderr written after stdout went ``retain_bytes`` past the reader, where locally only
+the stdout pipe would stop (a child blocked writing stdout writes no stderr either).
 
 Failure. When the transport breaks (or the server breaks the protocol) and the session is
 not resumed (below), every pending and every later call raises :class:`ConnectionLost`,
@@ -530,8 +535,9 @@ class _Route:
       below the last ordered one is dropped; nothing is taken once ``closed`` was ordered
       or the route failed. Ordered events go to the ready queue.
     * :meth:`publish` (a task per process) moves the ready queue into the log, waiting
-      while a subscription is behind (backpressure). Queued output counts toward the
-      connection's :class:`_Budget`, which stops the reader when full.
+      while a subscription that wants the next chunk's stream is behind (backpressure).
+      Queued output counts toward the connection's :class:`_Budget`, which stops the
+      reader when full.
 
     When the block is left (:meth:`release`) the publisher stops waiting. On a failure
     (:meth:`fail`) it publishes what is queued, then fails the log unless it closed.

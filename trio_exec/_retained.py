@@ -3,20 +3,71 @@
 Theory of operation
 -------------------
 A :class:`ProcessLog` is the single source of truth for a process's events. Producers
-(the local pumps and reaper, or the remote client's demultiplexer) append to it in seq
+(the local pumps and reaper, or the remote client's publisher) append to it in seq
 order; consumers read it two ways:
 
 * **Subscriptions** (:meth:`ProcessLog.subscribe`) are cursors over the log exposed as a
-  :class:`trio.abc.ReceiveChannel`. A subscription *pins* the log: output it has not
-  received yet is never evicted. When the log is full and its oldest chunk is pinned,
-  :meth:`ProcessLog.append_output` waits, which stops the pump from reading the child's
-  pipe, which blocks the child's writes. That is the backpressure of invariant 5:
-  memory stays at ``retain_bytes`` plus one chunk per stream however slow the consumer.
+  :class:`trio.abc.ReceiveChannel`. Each wants a set of output streams (every stream by
+  default) and *pins* the output of those streams it has not received yet: that output
+  is never evicted. Its *lag* is the retained output of its streams at or after its
+  cursor. :meth:`ProcessLog.append_output` of a chunk of stream ``s`` waits while a
+  subscription that wants ``s`` lags ``retain_bytes`` behind (the chunk would not fit),
+  which stops the pump of ``s`` from reading the child's pipe, which blocks the child's
+  writes to it. That is the backpressure of invariant 5, and it is applied to a stream
+  only by the subscriptions that want that stream: a subscription to stdout that nobody
+  reads holds back stdout, never stderr.
 * **Reads** (:meth:`ProcessLog.read`) are snapshots with a cursor chosen by the caller.
   They pin nothing: when no subscription holds it back, the log evicts its oldest chunks
   and a reader that fell behind sees ``first_retained_seq`` move past its cursor.
 
-Exited, Closed and a failure are scalar state, never evicted.
+Storage and eviction. Chunks are kept in one seq-ordered list per stream (at most three:
+stdout, stderr, pty); "oldest" across streams is a merge of the (at most three) heads. To
+make room for an incoming chunk while more than ``retain_bytes`` would be retained, the
+log evicts the oldest chunk that no subscription pins, repeatedly. A stream's pinned
+chunks are a suffix of its list (everything from the lowest cursor of the subscriptions
+that want it), so the evictable chunks are a prefix of each list and eviction takes list
+heads: each stream's retained chunks stay a contiguous tail of its history. Across
+streams, though, a chunk nobody needs (stderr that its only subscriber received) can be
+evicted while an older pinned one (stdout that nobody read yet) stays: the retained set
+may have holes.
+
+Memory bound. A subscription's lag stays within ``retain_bytes``: the producer of a
+chunk that would take it past waits. A chunk is never split, so one larger than the
+bound is let in when its subscribers have nothing else pending. Each stream's pinned
+output is therefore at most ``retain_bytes`` (or that one chunk), and output nobody
+pins is evicted, oldest first, down to ``retain_bytes`` in total. The log retains at
+most the larger of ``retain_bytes`` and the sum of what the streams have pinned, plus
+one chunk of a stream nobody holds back:
+
+* ``retain_bytes`` when every subscription wants every stream (``ExecProcess.events``,
+  our server's forwarders and holds): one lag covers all of them;
+* ``2 * retain_bytes`` for a piped child whose stdout and stderr are held back by
+  different subscriptions (the reader and the stderr pump of ``open_stream``), and
+  never more than ``retain_bytes`` per stream (``3 * retain_bytes`` at most);
+* a late subscription (``from_seq`` in the past) pins only what is retained already.
+
+:meth:`ProcessLog.append_output_nowait` (for producers that cannot wait) and the log
+after :meth:`ProcessLog.release_backpressure` stay within ``retain_bytes`` (or one
+chunk) by evicting the oldest chunks, pinned or not.
+
+Reads across holes. ``first_retained_seq`` is one past the highest seq ever evicted, so
+the contract "every seq at or above ``first_retained_seq`` that was output is retained"
+holds. :meth:`ProcessLog.read` returns only chunks at or above it (a pinned chunk below
+it is kept for its subscription but is not readable: reading it would skip the hole
+after it silently), with the reference server's rules otherwise (oldest first,
+``max_bytes`` a soft budget over whole chunks). A subscription likewise resumes, when
+history of its streams was evicted from under it (only the forced eviction above does
+that), at the first seq from which its streams are whole again; so it never sees a hole
+in the middle of what it receives.
+
+Cost. With n retained chunks, k ≤ 3 streams and s subscriptions, an append costs
+O(s·k·log n) (bisections in the per-stream lists; a lag is a difference of per-stream
+running byte offsets), plus O(k) per chunk it evicts; a receive O(k·log n); a read
+O(k·log n) plus O(k) per chunk returned. Nothing scans the retained chunks, however many
+small ones there are. A list is compacted once half of it is evicted.
+
+Exited, Closed and a failure are scalar state, never evicted, and every subscription
+receives them (in seq order) whatever streams it wants.
 
 Rules
 -----
@@ -27,13 +78,14 @@ Rules
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 import trio
 
 from ._events import Closed, Event, Exited, Failed, Output, OutputStream, ReadResult
 
-__all__ = ["DEFAULT_RETAINED_BYTES", "EventSubscription", "ProcessLog"]
+__all__ = ["ALL_STREAMS", "DEFAULT_RETAINED_BYTES", "EventSubscription", "ProcessLog"]
 
 DEFAULT_RETAINED_BYTES: Final = 1024 * 1024
 """Default bound on the output bytes a process retains for reads and late subscribers (1 MiB).
@@ -41,22 +93,87 @@ DEFAULT_RETAINED_BYTES: Final = 1024 * 1024
 The same as the reference server's per-process retention.
 """
 
+ALL_STREAMS: Final = frozenset(OutputStream)
+"""The streams a subscription wants by default: stdout, stderr and pty."""
+
+_COMPACT_AFTER: Final = 64
+"""A stream's list drops its evicted head once more than this many chunks (and half of
+the list) were evicted."""
+
+
+def _check_streams(streams: Iterable[OutputStream] | None) -> frozenset[OutputStream]:
+    """Validate the ``streams`` argument of a subscription; None means every stream."""
+    if streams is None:
+        return ALL_STREAMS
+    if isinstance(streams, OutputStream | str | bytes):
+        raise TypeError(
+            f"streams must be a collection of OutputStream, such as {{OutputStream.STDERR}}, "
+            f"not {streams!r}"
+        )
+    wanted = frozenset(streams)
+    for stream in wanted:
+        if not isinstance(stream, OutputStream):
+            raise TypeError(f"streams must contain OutputStream members, not {stream!r}")
+    return wanted
+
+
+class _StreamChunks:
+    """The retained chunks of one stream, oldest first, with running byte offsets."""
+
+    def __init__(self) -> None:
+        self.chunks: list[Output] = []
+        self.seqs: list[int] = []
+        self.offsets: list[int] = []  # bytes of this stream appended before each chunk
+        self.start = 0  # index of the oldest retained chunk
+        self.appended = 0  # bytes of this stream ever appended
+        self.evicted_through = 0  # seq of the last evicted chunk of this stream
+
+    @property
+    def head(self) -> Output | None:
+        return self.chunks[self.start] if self.start < len(self.chunks) else None
+
+    def append(self, chunk: Output) -> None:
+        self.chunks.append(chunk)
+        self.seqs.append(chunk.seq)
+        self.offsets.append(self.appended)
+        self.appended += len(chunk.data)
+
+    def pop_head(self) -> Output:
+        chunk = self.chunks[self.start]
+        self.evicted_through = chunk.seq
+        self.start += 1
+        if self.start > _COMPACT_AFTER and self.start * 2 > len(self.chunks):
+            del self.chunks[: self.start]
+            del self.seqs[: self.start]
+            del self.offsets[: self.start]
+            self.start = 0
+        return chunk
+
+    def index_at(self, seq: int) -> int:
+        """The index of the first retained chunk with a seq >= ``seq``."""
+        return bisect.bisect_left(self.seqs, seq, lo=self.start)
+
+    def bytes_from(self, seq: int) -> int:
+        """Retained bytes of the chunks with a seq >= ``seq``."""
+        index = self.index_at(seq)
+        return self.appended - self.offsets[index] if index < len(self.chunks) else 0
+
 
 class ProcessLog:
     """Retained output, terminal state and subscriptions of one process.
 
     Args:
-        retain_bytes: bound on retained output bytes. A single chunk larger than the
-            bound is still retained (alone) so that no chunk is ever split or lost.
+        retain_bytes: bound on retained output bytes, and on how far behind a
+            subscription may lag in the streams it wants before it holds them back (see
+            the module docstring for what that bounds in total). A single chunk larger
+            than the bound is still retained so that no chunk is ever split or lost.
     """
 
     def __init__(self, *, retain_bytes: int = DEFAULT_RETAINED_BYTES) -> None:
         if retain_bytes < 0:
             raise ValueError(f"retain_bytes must be >= 0, not {retain_bytes}")
         self.retain_bytes: Final = retain_bytes
-        self._chunks: list[Output] = []
-        self._seqs: list[int] = []
-        self._start = 0  # index of the oldest retained chunk in _chunks / _seqs
+        self._streams: dict[OutputStream, _StreamChunks] = {}
         self._bytes = 0
         self._next_seq = 1
         self._evicted_through = 0
@@ -107,8 +224,26 @@ class ProcessLog:
 
     @property
     def first_retained_seq(self) -> int:
-        """Every seq at or above this one is still retained (if it was output)."""
+        """Every seq at or above this one is still retained (if it was output).
+
+        One past the highest seq ever evicted: output below it may be partly retained
+        (pinned by a subscription), but :meth:`read` no longer returns it.
+        """
         return self._evicted_through + 1
+
+    def first_whole_seq(self, streams: frozenset[OutputStream]) -> int:
+        """Every seq at or above this one that was output to one of ``streams`` is retained."""
+        through = 0
+        for stream in streams:
+            chunks = self._streams.get(stream)
+            if chunks is not None and chunks.evicted_through > through:
+                through = chunks.evicted_through
+        return through + 1
+
+    def retained_bytes_of(self, stream: OutputStream) -> int:
+        """Output bytes of ``stream`` currently retained."""
+        chunks = self._streams.get(stream)
+        return 0 if chunks is None else chunks.bytes_from(0)
 
     async def wait_changed(self) -> None:
         """Wait until the next event is sequenced or the log fails.
@@ -122,30 +257,38 @@ class ProcessLog:
     async def append_output(self, stream: OutputStream, data: bytes) -> Output | None:
         """Sequence and retain a chunk of output, waiting while subscribers are behind.
 
-        Returns the sequenced event, or None when the log was already finished (the
-        chunk is then dropped: nothing may follow Closed or a failure).
+        It waits while a subscription that wants ``stream`` lags so far behind in its
+        streams that the chunk would take it past ``retain_bytes``; subscriptions that
+        do not want ``stream`` never hold it back. Returns the sequenced event, or None
+        when the log was already finished (the chunk is then dropped: nothing may follow
+        Closed or a failure).
 
         **Cancellation:** if cancelled while waiting for space, the chunk is not sequenced.
         """
         if not data:
             raise ValueError("output chunks are never empty")
-        while self._backpressure and not self.finished and not self._make_room(len(data)):
+        while self._backpressure and not self.finished and not self._has_room(stream, len(data)):
             await self._space.park()
         if self.finished:
             return None
-        return self.append_output_nowait(stream, data)
+        return self._append(stream, data, respect_pins=self._backpressure)
 
     def append_output_nowait(self, stream: OutputStream, data: bytes) -> Output | None:
         """Sequence and retain a chunk at once, evicting even pinned history if needed.
 
         Used by producers that cannot wait (a remote peer already sent the bytes).
         """
+        return self._append(stream, data, respect_pins=False)
+
+    def _append(self, stream: OutputStream, data: bytes, *, respect_pins: bool) -> Output | None:
         if self.finished:
             return None
         event = Output(seq=self._take_seq(), stream=stream, data=data)
-        self._evict(len(data), respect_pins=False)
-        self._chunks.append(event)
-        self._seqs.append(event.seq)
+        self._evict(len(data), respect_pins=respect_pins)
+        chunks = self._streams.get(stream)
+        if chunks is None:
+            chunks = self._streams[stream] = _StreamChunks()
+        chunks.append(event)
         self._bytes += len(data)
         self._changed.unpark_all()
         return event
@@ -192,37 +335,85 @@ class ProcessLog:
         self._next_seq += 1
         return seq
 
-    def _pin(self) -> int:
-        """The lowest seq some subscription still needs."""
-        return min((s.cursor for s in self._subscriptions), default=self._next_seq)
+    def _lag(self, subscription: EventSubscription) -> int:
+        """Retained output of the subscription's streams that it has not received."""
+        cursor = subscription._effective_cursor()
+        lag = 0
+        for stream in subscription.streams:
+            chunks = self._streams.get(stream)
+            if chunks is not None:
+                lag += chunks.bytes_from(cursor)
+        return lag
 
-    def _make_room(self, incoming: int) -> bool:
-        self._evict(incoming, respect_pins=True)
-        return self._start == len(self._chunks) or self._bytes + incoming <= self.retain_bytes
+    def _has_room(self, stream: OutputStream, incoming: int) -> bool:
+        """Whether every subscription that wants ``stream`` can take ``incoming`` more bytes.
+
+        A subscription with nothing pending always can: a chunk larger than the bound
+        is let in alone.
+        """
+        for subscription in self._subscriptions:
+            if stream in subscription.streams:
+                lag = self._lag(subscription)
+                if lag and lag + incoming > self.retain_bytes:
+                    return False
+        return True
+
+    def _pins(self) -> dict[OutputStream, int]:
+        """Per stream, the lowest seq some subscription that wants it still needs."""
+        pins = dict.fromkeys(self._streams, self._next_seq)
+        for subscription in self._subscriptions:
+            cursor = subscription._effective_cursor()
+            for stream in subscription.streams:
+                if stream in pins and cursor < pins[stream]:
+                    pins[stream] = cursor
+        return pins
 
     def _evict(self, incoming: int, *, respect_pins: bool) -> None:
-        pin = self._pin() if respect_pins else self._next_seq
-        chunks = self._chunks
-        while self._start < len(chunks) and self._bytes + incoming > self.retain_bytes:
-            oldest = chunks[self._start]
-            if oldest.seq >= pin:
-                break
-            self._bytes -= len(oldest.data)
-            self._evicted_through = oldest.seq
-            self._start += 1
-        if self._start > 64 and self._start * 2 > len(chunks):
-            del chunks[: self._start]
-            del self._seqs[: self._start]
-            self._start = 0
+        """Evict the oldest chunks (unpinned ones only, if ``respect_pins``) until
+        ``incoming`` more bytes fit in ``retain_bytes`` or nothing evictable is left."""
+        if self._bytes + incoming <= self.retain_bytes:
+            return
+        pins = self._pins() if respect_pins else None
+        while self._bytes + incoming > self.retain_bytes:
+            oldest: _StreamChunks | None = None
+            oldest_seq = self._next_seq
+            for stream, chunks in self._streams.items():
+                head = chunks.head
+                if (
+                    head is not None
+                    and head.seq < oldest_seq
+                    and (pins is None or head.seq < pins[stream])
+                ):
+                    oldest, oldest_seq = chunks, head.seq
+            if oldest is None:
+                return
+            evicted = oldest.pop_head()
+            self._bytes -= len(evicted.data)
+            if evicted.seq > self._evicted_through:
+                self._evicted_through = evicted.seq
 
     # -- consumers -------------------------------------------------------------------------
 
-    def event_at(self, seq: int) -> Output | Exited | Closed | None:
-        """The first retained event with a seq >= ``seq``, or None if there is none yet."""
-        index = bisect.bisect_left(self._seqs, seq, lo=self._start)
-        best: Output | Exited | Closed | None = (
-            self._chunks[index] if index < len(self._chunks) else None
-        )
+    def event_at(
+        self, seq: int, streams: frozenset[OutputStream] = ALL_STREAMS
+    ) -> Output | Exited | Closed | None:
+        """The next event for a cursor at ``seq`` that wants ``streams`` (None: none yet).
+
+        That is the first retained chunk of ``streams`` with a seq at or above both
+        ``seq`` and :meth:`first_whole_seq` (so that what follows has no hole), or
+        Exited or Closed if it comes first (they are never skipped).
+        """
+        low = max(seq, self.first_whole_seq(streams))
+        best: Output | Exited | Closed | None = None
+        for stream in streams:
+            chunks = self._streams.get(stream)
+            if chunks is None:
+                continue
+            index = chunks.index_at(low)
+            if index < len(chunks.chunks):
+                chunk = chunks.chunks[index]
+                if best is None or chunk.seq < best.seq:
+                    best = chunk
         for terminal in (self._exited, self._closed):
             if (
                 terminal is not None
@@ -232,22 +423,38 @@ class ProcessLog:
                 best = terminal
         return best
 
+    def _merged(self, low: int) -> Iterator[Output]:
+        """The retained chunks with a seq >= ``low``, of every stream, in seq order."""
+        heads: list[tuple[_StreamChunks, int]] = []
+        for chunks in self._streams.values():
+            index = chunks.index_at(low)
+            if index < len(chunks.chunks):
+                heads.append((chunks, index))
+        while heads:
+            best = min(range(len(heads)), key=lambda i: heads[i][0].seqs[heads[i][1]])
+            chunks, index = heads[best]
+            yield chunks.chunks[index]
+            if index + 1 < len(chunks.chunks):
+                heads[best] = (chunks, index + 1)
+            else:
+                del heads[best]
+
     def read(self, after_seq: int = 0, max_bytes: int | None = None) -> ReadResult:
         """Return retained output with ``seq > after_seq`` (the reference's read rules).
 
-        The first qualifying chunk is always included, even beyond ``max_bytes``; further
-        chunks only while the total stays within it. When ``max_bytes`` is given and a
-        chunk was returned, ``next_seq`` is the last chunk's seq + 1; otherwise it is the
-        process's next seq (past Exited and Closed).
+        Only chunks at or above :attr:`first_retained_seq` qualify, oldest first, across
+        streams. The first qualifying chunk is always included, even beyond
+        ``max_bytes``; further chunks only while the total stays within it. When
+        ``max_bytes`` is given and a chunk was returned, ``next_seq`` is the last chunk's
+        seq + 1; otherwise it is the process's next seq (past Exited and Closed).
         """
         if after_seq < 0:
             raise ValueError(f"after_seq must be >= 0, not {after_seq}")
         if max_bytes is not None and max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, not {max_bytes}")
-        index = bisect.bisect_right(self._seqs, after_seq, lo=self._start)
         chunks: list[Output] = []
         total = 0
-        for chunk in self._chunks[index:]:
+        for chunk in self._merged(max(after_seq + 1, self.first_retained_seq)):
             if max_bytes is not None and chunks and total + len(chunk.data) > max_bytes:
                 break
             chunks.append(chunk)
@@ -291,14 +498,24 @@ class ProcessLog:
             with trio.move_on_at(deadline):
                 await self._changed.park()
 
-    def subscribe(self, *, from_seq: int | None = None) -> EventSubscription:
+    def subscribe(
+        self, *, from_seq: int | None = None, streams: Iterable[OutputStream] | None = None
+    ) -> EventSubscription:
         """Return a new subscription: a replay of what is retained, then live events.
 
         Args:
-            from_seq: the first seq wanted; by default the oldest retained event.
+            from_seq: the first seq wanted; by default the oldest retained event of
+                ``streams`` from which none of their output is missing.
+            streams: the output streams wanted (every stream by default). The
+                subscription receives only their chunks, and holds back (pins) only
+                them; it receives Exited and Closed (or Failed) in any case.
+
+        Raises:
+            TypeError: ``streams`` is not a collection of :class:`OutputStream`.
         """
-        start = self.first_retained_seq if from_seq is None else max(from_seq, 1)
-        subscription = EventSubscription(self, start)
+        wanted = _check_streams(streams)
+        start = self.first_whole_seq(wanted) if from_seq is None else max(from_seq, 1)
+        subscription = EventSubscription(self, start, wanted)
         if not subscription.done:
             self._subscriptions.add(subscription)
         return subscription
@@ -317,17 +534,22 @@ class ProcessLog:
 class EventSubscription(trio.abc.ReceiveChannel[Event]):
     """A cursor over a :class:`ProcessLog`, as a trio receive channel.
 
-    ``receive`` returns the events in seq order: ``Output*``, ``Exited``, more output of
-    grandchildren maybe, then ``Closed`` (or ``Failed``), after which it raises
-    :class:`trio.EndOfChannel`. Until it is closed or has passed ``Closed``, the
-    subscription holds back eviction of what it has not received, so a slow consumer
-    slows the child instead of losing output.
+    ``receive`` returns the events in seq order: ``Output*`` (of the streams it wants),
+    ``Exited``, more output of grandchildren maybe, then ``Closed`` (or ``Failed``),
+    after which it raises :class:`trio.EndOfChannel`. Until it is closed or has passed
+    ``Closed``, the subscription holds back eviction of the output of its streams that
+    it has not received, so a slow consumer slows the child's writes to those streams
+    instead of losing output; the other streams flow regardless.
     """
 
-    def __init__(self, log: ProcessLog, cursor: int) -> None:
+    def __init__(
+        self, log: ProcessLog, cursor: int, streams: frozenset[OutputStream] = ALL_STREAMS
+    ) -> None:
         self._log = log
         self.cursor = cursor
         """The seq of the next event this subscription will return."""
+        self.streams: Final = streams
+        """The output streams this subscription receives and holds back."""
         self._receiving = False
         self._aclosed = False
         self.done = False
@@ -355,10 +577,10 @@ class EventSubscription(trio.abc.ReceiveChannel[Event]):
                     raise trio.ClosedResourceError("the subscription was closed")
                 if self.done:
                     raise trio.EndOfChannel
-                event = self._log.event_at(self.cursor)
+                event = self._log.event_at(self.cursor, self.streams)
                 if event is not None:
                     # A late subscriber whose cursor fell into evicted history just
-                    # resumes at the oldest retained event.
+                    # resumes where its streams are whole again.
                     self.cursor = event.seq + 1
                     if isinstance(event, Closed):
                         self._finish()
@@ -381,7 +603,7 @@ class EventSubscription(trio.abc.ReceiveChannel[Event]):
             raise trio.ClosedResourceError("the subscription was closed")
         if self.done:
             raise trio.EndOfChannel
-        event = self._log.event_at(self.cursor)
+        event = self._log.event_at(self.cursor, self.streams)
         if event is not None:
             self.cursor = event.seq + 1
             if isinstance(event, Closed):
@@ -393,6 +615,10 @@ class EventSubscription(trio.abc.ReceiveChannel[Event]):
             self._finish()
             return Failed(message=self._log.failure)
         raise trio.WouldBlock
+
+    def _effective_cursor(self) -> int:
+        """The lowest seq this subscription can still receive output at."""
+        return max(self.cursor, self._log.first_whole_seq(self.streams))
 
     def _finish(self) -> None:
         self.done = True

@@ -591,6 +591,8 @@ class _PendingWrite:
 
 
 def _subscribe(proc: LocalProcess) -> EventSubscription:
+    """A subscription to every stream: the client may want any of them, and one lag over
+    all of them keeps the process's retained output within ``retain_bytes``."""
     subscription = proc.subscribe()
     assert isinstance(subscription, EventSubscription)
     return subscription

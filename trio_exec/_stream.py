@@ -8,15 +8,17 @@ reading comes from a subscription to the session's events, so stdout arrives in 
 order with nothing lost or duplicated, exactly as the events carry it. The child's stdout
 end of file is the session's ``Closed`` event: the child exited and every output pipe
 reached end of file. A ``Failed`` event (a remote session broke) makes the receive side
-raise :class:`trio.BrokenResourceError`.
+raise :class:`trio.BrokenResourceError`. The subscription wants stdout (or the terminal)
+only, so a stream nobody reads holds back the child's stdout and nothing else.
 
 :func:`open_stream` owns the session: the stream is valid inside its ``async with`` block,
 and leaving the block always leaves no process behind. Closing the stream
 (:meth:`ProcessStream.aclose`) follows the MCP stdio shutdown sequence, which is also what
 trio's graceful close means for a pipe: close stdin, give the child
 :data:`DEFAULT_EOF_TIMEOUT` seconds to exit by itself, then terminate it (SIGTERM, SIGKILL
-after ``grace``). A cancelled close kills the child at once. A second subscription, read by
-a task of the block, hands the child's stderr to a callback or a logger as it arrives.
+after ``grace``). A cancelled close kills the child at once. A second subscription, to
+stderr only and read by a task of the block, hands the child's stderr to a callback or a
+logger as it arrives, whether or not stdout is being read.
 
 Why a context manager and not a plain ``await open_stream(...)``: a session runs tasks in a
 nursery (the local pumps and reaper), and a Trio nursery must be left by the task that
@@ -85,9 +87,17 @@ it arrives, a logger that gets each line (INFO), or None for the logger named
 :data:`STDERR_LOGGER_NAME`."""
 
 
-def _subscribe(process: ExecProcess) -> EventSubscription:
-    """A new subscription to ``process``'s log (closable synchronously, pollable)."""
-    events = process.subscribe()
+_STDOUT_STREAMS: Final = frozenset({OutputStream.STDOUT, OutputStream.PTY})
+"""What :class:`ProcessStream` reads: stdout, or a terminal's merged output."""
+
+_STDERR_STREAMS: Final = frozenset({OutputStream.STDERR})
+"""What :func:`open_stream` forwards to its ``stderr`` sink."""
+
+
+def _subscribe(process: ExecProcess, streams: frozenset[OutputStream]) -> EventSubscription:
+    """A new subscription to ``streams`` of ``process``'s log (closable synchronously,
+    pollable)."""
+    events = process.subscribe(streams=streams)
     if not isinstance(events, EventSubscription):  # pragma: no cover - every backend's is
         raise TypeError(f"{type(process).__name__}.subscribe() must return an EventSubscription")
     return events
@@ -131,7 +141,8 @@ class ProcessStream(trio.abc.HalfCloseableStream):
         self._process: Final = process
         self._grace: Final = grace
         self._eof_timeout: Final = eof_timeout
-        self._stdout = _subscribe(process)
+        # Stdout only: a reader that stops reading holds back stdout, not stderr.
+        self._stdout = _subscribe(process, _STDOUT_STREAMS)
         # Receive side: the current chunk and how much of it was returned.
         self._chunk = b""
         self._offset = 0
@@ -347,7 +358,7 @@ class ProcessStream(trio.abc.HalfCloseableStream):
                             self._failure = message
                             return
                         case Output() | Exited():
-                            pass  # stderr is forwarded by open_stream; the exit is not data
+                            pass  # not subscribed to other streams; the exit is not data
                         case _:  # pragma: no cover - the subscription yields only events
                             raise AssertionError(f"unexpected event {event!r}")
             finally:
@@ -513,7 +524,8 @@ def open_stream(
             propagates); a :class:`logging.Logger` gets every line at INFO level, as
             ``"<process id>: <line>"`` (decoded as UTF-8 with replacement, lines above
             :data:`STDERR_LINE_BYTES` split); None (the default) is the logger
-            :data:`STDERR_LOGGER_NAME`.
+            :data:`STDERR_LOGGER_NAME`. Stderr flows to it whether or not stdout is read:
+            an unread stdout holds back only the child's writes to stdout.
         grace: seconds between SIGTERM and SIGKILL when the child is terminated.
         eof_timeout: seconds ``aclose`` gives the child to see its stdin closed and exit
             by itself (see :meth:`ProcessStream.aclose`).
@@ -576,7 +588,9 @@ async def _open_stream(
             ) as proc:
                 # Both subscriptions are taken before the first checkpoint: nothing is missed.
                 stream = ProcessStream(proc, grace=grace, eof_timeout=eof_timeout)
-                forwarder = _StderrForwarder(_subscribe(proc), stderr, proc.process_id)
+                forwarder = _StderrForwarder(
+                    _subscribe(proc, _STDERR_STREAMS), stderr, proc.process_id
+                )
                 nursery.start_soon(forwarder.run)
                 try:
                     yield stream

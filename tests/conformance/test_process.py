@@ -98,6 +98,41 @@ async def test_subscribe_after_close_replays_everything(backend: tx.ExecBackend)
     check_event_stream(events, expected_output={STDOUT: b"a\n", STDERR: b"b\n"})
 
 
+async def test_subscriptions_to_some_streams_hold_back_only_those(
+    backend: tx.ExecBackend,
+) -> None:
+    """An unread stdout subscription does not stop 2 MiB of stderr (twice the retention)
+    from reaching a stderr subscription; each sees its stream whole, and the exit."""
+    size = 2 * tx.DEFAULT_RETAINED_BYTES
+    code = (
+        "import sys\n"
+        "sys.stdout.buffer.write(b'o' * 65536); sys.stdout.buffer.flush()\n"
+        f"for i in range({size // 65536}):\n"
+        "    sys.stderr.buffer.write(bytes([i]) * 65536); sys.stderr.buffer.flush()\n"
+    )
+    async with backend.open_process(python(code)) as proc:
+        stdout = proc.subscribe(streams={STDOUT})  # not read until stderr is over
+        stderr = proc.subscribe(streams=[STDERR])
+        with trio.fail_after(TIMEOUT):
+            err_events = [event async for event in stderr]
+            out_events = [event async for event in stdout]
+    expected_err = b"".join(bytes([i]) * 65536 for i in range(size // 65536))
+    # Each skips the other's seqs (the first of them may be either stream's).
+    err_summary = check_event_stream(
+        err_events, first_seq=None, expected_output={STDERR: expected_err}
+    )
+    out_summary = check_event_stream(
+        out_events, first_seq=None, expected_output={STDOUT: b"o" * 65536}
+    )
+    assert err_summary.exited == out_summary.exited
+    assert err_summary.exited is not None
+    assert err_summary.exited.exit_code == 0
+    assert err_summary.closed == out_summary.closed
+    assert {type(e) for e in err_events} == {tx.Output, tx.Exited, tx.Closed}
+    with pytest.raises(TypeError, match="OutputStream"):
+        proc.subscribe(streams=["stdout"])  # type: ignore[list-item]
+
+
 async def test_grandchild_output_may_follow_exited_but_not_closed(backend: tx.ExecBackend) -> None:
     script = "(sleep 0.3; echo late) & echo early"
     async with backend.open_process(["sh", "-c", script]) as proc:

@@ -13,6 +13,7 @@ import trio.testing
 
 import trio_exec as tx
 from trio_exec._remote import RemoteBackend, connect
+from trio_exec._retained import DEFAULT_RETAINED_BYTES
 from trio_exec._server import serve_websocket
 from trio_exec._stream import (
     STDERR_LINE_BYTES,
@@ -205,6 +206,43 @@ async def test_stderr_is_forwarded_while_nobody_reads_stdout(backend: tx.ExecBac
     with trio.fail_after(TIMEOUT):
         async with open_stream(backend, ["sh", "-c", "echo hello >&2; exec cat"], stderr=on_stderr):
             await seen.wait()
+
+
+STDERR_FLOOD_BYTES = 2 * DEFAULT_RETAINED_BYTES
+"""More stderr than a session retains: it must flow to the sink, not wait for stdout."""
+FLOOD_STDOUT_BYTES = 256 * 1024
+"""Stdout written between the stderr pieces: within the retention, so it waits unread."""
+FLOOD_PIECES = 32
+
+FLOOD_SCRIPT = python(
+    "import random, sys\n"
+    f"out = random.Random(1).randbytes({FLOOD_STDOUT_BYTES})\n"
+    f"err = random.Random(2).randbytes({STDERR_FLOOD_BYTES})\n"
+    f"o, e = len(out) // {FLOOD_PIECES}, len(err) // {FLOOD_PIECES}\n"
+    f"for i in range({FLOOD_PIECES}):\n"
+    "    sys.stdout.buffer.write(out[i * o : (i + 1) * o]); sys.stdout.buffer.flush()\n"
+    "    sys.stderr.buffer.write(err[i * e : (i + 1) * e]); sys.stderr.buffer.flush()\n"
+)
+
+
+async def test_stderr_flows_whether_or_not_stdout_is_read(backend: tx.ExecBackend) -> None:
+    """2 MiB of stderr reach the callback while nobody reads stdout; stdout stays whole."""
+    expected_err = pattern(STDERR_FLOOD_BYTES, seed=2)
+    err = bytearray()
+    all_of_it = trio.Event()
+
+    def on_stderr(data: bytes) -> None:
+        err.extend(data)
+        if len(err) >= STDERR_FLOOD_BYTES:
+            all_of_it.set()
+
+    with trio.fail_after(TIMEOUT):
+        async with open_stream(backend, FLOOD_SCRIPT, stderr=on_stderr) as stream:
+            await all_of_it.wait()  # stdout not read yet
+            assert bytes(err) == expected_err
+            assert await receive_all(stream) == pattern(FLOOD_STDOUT_BYTES, seed=1)
+            assert await stream.process.wait() == 0
+    assert bytes(err) == expected_err
 
 
 async def test_long_stderr_lines_are_logged_in_pieces(
