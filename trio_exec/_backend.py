@@ -3,6 +3,17 @@
 An :class:`ExecBackend` opens :class:`ExecProcess` sessions. The session's events live
 in a :class:`~trio_exec._retained.ProcessLog`; a backend only has to feed that log and
 implement the few operations that touch the child (write, signal, terminate, ...).
+
+Checkpoints
+-----------
+Every public async function and method of trio_exec is a checkpoint (trio's rule) on
+every path: when it returns at once, and when it raises an operational error
+(:class:`~trio_exec.ConnectionLost`, :class:`~trio_exec.UnsupportedOperation`, a closed
+or broken resource, a status such as ``UNKNOWN_PROCESS``, the end of a channel). So a
+loop of calls that keep failing or returning at once still lets other tasks run and can
+be cancelled. The exceptions, as in trio itself: bad arguments (``TypeError``,
+``ValueError``) and misuse that trio reports at once (``trio.BusyResourceError``: two
+tasks on one side of a stream) are raised before any ``await``.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import os
 import signal as _signal
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, NoReturn, Protocol, TypeVar
 
 import attrs
 import trio
@@ -196,9 +207,12 @@ class ExecProcess(abc.ABC):
     ) -> ReadResult:
         """Return retained output after ``after_seq``, long-polling up to ``wait`` seconds.
 
-        The read returns early on new output, on exit and on close. It never consumes
-        anything: reads and subscriptions are independent. ``first_retained_seq`` in the
-        result tells whether older history was evicted.
+        The read returns early on new output, on close, and on the exit while
+        ``after_seq`` is below the seq of Exited: pass ``after_seq=result.next_seq - 1``
+        to go past the exit, so that the next read waits for the close (or for output of
+        a grandchild) instead of returning at once. It never consumes anything: reads and
+        subscriptions are independent. ``first_retained_seq`` in the result tells whether
+        older history was evicted. It is a checkpoint even when it returns at once.
 
         **Cancellation:** nothing to undo.
         """
@@ -214,7 +228,7 @@ class ExecProcess(abc.ABC):
         """
         while self._log.exited is None:
             if self._log.failure is not None:
-                self._raise_failure()
+                await self._raise_failure()
             await self._log.wait_changed()
         await trio.lowlevel.checkpoint()
         return self._log.exited.exit_code
@@ -226,14 +240,16 @@ class ExecProcess(abc.ABC):
         """
         while self._log.closed is None:
             if self._log.failure is not None:
-                self._raise_failure()
+                await self._raise_failure()
             await self._log.wait_changed()
         await trio.lowlevel.checkpoint()
         return self._log.closed
 
-    def _raise_failure(self) -> None:
+    async def _raise_failure(self) -> NoReturn:
+        """Checkpoint, then raise ConnectionLost for the log's failure."""
         from ._errors import ConnectionLost
 
+        await trio.lowlevel.checkpoint()
         raise ConnectionLost(self._log.failure or "the session broke")
 
     @property

@@ -917,8 +917,11 @@ class RemoteBackend(ExecBackend):
             resumes=self._resumes,
         )
 
-    def _require(self, extension: Extension, what: str) -> None:
+    async def _require(self, extension: Extension, what: str) -> None:
+        """Raise :class:`UnsupportedOperation`, after a checkpoint, unless the server
+        advertised ``extension``; return at once (no checkpoint) if it did."""
         if not self.supports(extension):
+            await trio.lowlevel.checkpoint()
             raise UnsupportedOperation(
                 f"{what} needs the exec server's `{extension.value}` protocol extension, "
                 f"which this server does not advertise (codex exec-server 0.169 has none)"
@@ -1032,7 +1035,10 @@ class RemoteBackend(ExecBackend):
             ConnectionLost: the connection broke for good.
         """
         while True:
-            self._check()
+            failure = self._final_failure
+            if failure is not None:
+                await trio.lowlevel.checkpoint()  # failing at once is a checkpoint too
+                raise ConnectionLost(failure)
             if self._usable.is_set():
                 return self._rpc
             await self._usable.wait()
@@ -1059,6 +1065,7 @@ class RemoteBackend(ExecBackend):
         while True:
             rpc = await self._usable_rpc()
             if route is not None and route.lost is not None:
+                await trio.lowlevel.checkpoint()
                 raise ConnectionLost(route.lost)
             try:
                 call = await rpc.start_call(params)
@@ -1367,7 +1374,9 @@ class RemoteBackend(ExecBackend):
         process_id = params.process_id
         if process_id in self._live:
             raise ValueError(f"process id {process_id!r} is already open on this backend")
-        self._check()
+        if self._final_failure is not None:
+            await trio.lowlevel.checkpoint()  # entering checkpoints even when it fails
+            self._check()
         self._live.add(process_id)
         try:
             # Registered before the request: the server may send events before answering.
@@ -1484,10 +1493,15 @@ class RemoteProcess(ExecProcess):
     def _new_write_id(self) -> str:
         return f"{self._write_prefix}-{next(self._write_counter)}"
 
-    def _check(self) -> None:
-        self._backend._check()
-        if self._route.lost is not None:
-            raise ConnectionLost(self._route.lost)
+    async def _check(self) -> None:
+        """Raise :class:`ConnectionLost`, after a checkpoint, if the connection broke for
+        good or this process was lost; return at once (no checkpoint) otherwise."""
+        lost = self._backend.failure
+        if lost is None:
+            lost = self._route.lost
+        if lost is not None:
+            await trio.lowlevel.checkpoint()
+            raise ConnectionLost(lost)
 
     async def _call(self, params: RequestParams, result_type: type[_R], *, resend: bool) -> _R:
         return await self._backend._call(params, result_type, resend=resend, route=self._route)
@@ -1529,7 +1543,7 @@ class RemoteProcess(ExecProcess):
         if self._gone:
             await trio.lowlevel.checkpoint()
             return WriteStatus.UNKNOWN_PROCESS
-        self._check()
+        await self._check()
         async with self._write_lock:
             offset = 0
             while True:
@@ -1557,11 +1571,11 @@ class RemoteProcess(ExecProcess):
             ConnectionLost: the connection is broken, or broke during the call (which is
                 not sent again after a resume: a second close could answer ``stdinClosed``).
         """
-        self._backend._require(Extension.CLOSE_STDIN, "closing stdin")
+        await self._backend._require(Extension.CLOSE_STDIN, "closing stdin")
         if self._gone:
             await trio.lowlevel.checkpoint()
             return WriteStatus.UNKNOWN_PROCESS
-        self._check()
+        await self._check()
         async with self._write_lock:
             result = await self._call(
                 CloseStdinParams(process_id=self.process_id), CloseStdinResult, resend=False
@@ -1581,9 +1595,10 @@ class RemoteProcess(ExecProcess):
         try:
             name = ProcessSignal.from_signum(signum)
         except ValueError as exc:
+            await trio.lowlevel.checkpoint()
             raise UnsupportedOperation(str(exc)) from None
         if name.extension is not None:
-            self._backend._require(name.extension, f"sending {signum.name}")
+            await self._backend._require(name.extension, f"sending {signum.name}")
         if self._gone:
             await trio.lowlevel.checkpoint()
             return
@@ -1600,8 +1615,9 @@ class RemoteProcess(ExecProcess):
         """
         check_dimensions(rows, cols)
         if not self.tty:
+            await trio.lowlevel.checkpoint()
             raise UnsupportedOperation("resize needs a process started with tty=True")
-        self._backend._require(Extension.RESIZE, "resizing the terminal")
+        await self._backend._require(Extension.RESIZE, "resizing the terminal")
         if self._gone:
             await trio.lowlevel.checkpoint()
             return

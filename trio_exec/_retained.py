@@ -478,24 +478,35 @@ class ProcessLog:
     ) -> ReadResult:
         """Like :meth:`read`, but long-poll up to ``wait`` seconds for something new.
 
-        Returns early on new output, on a terminal event the caller has not passed yet,
-        on close and on failure.
+        Returns early on new output, on close, on failure, and on the exit while the
+        caller has not passed it yet (``after_seq`` below the seq of Exited). A caller that
+        goes on with ``after_seq=result.next_seq - 1`` has passed it, so its next read
+        waits for output after the exit (a grandchild's) or for the close.
+
+        Always a checkpoint, even when it returns at once, so that a loop of reads lets
+        the tasks that feed the log run.
 
         **Cancellation:** nothing to undo; the read is a snapshot.
         """
         if wait < 0:
             raise ValueError(f"wait must be >= 0, not {wait}")
         deadline = trio.current_time() + wait
+        await trio.lowlevel.checkpoint_if_cancelled()
+        parked = False
         while True:
             result = self.read(after_seq, max_bytes)
+            exited = self._exited
             if (
                 result.chunks
                 or result.closed
-                or (result.exited and after_seq < result.next_seq - 1)
+                or (exited is not None and after_seq < exited.seq)
                 or trio.current_time() >= deadline
             ):
+                if not parked:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return result
             with trio.move_on_at(deadline):
+                parked = True
                 await self._changed.park()
 
     def subscribe(
@@ -566,6 +577,7 @@ class EventSubscription(trio.abc.ReceiveChannel[Event]):
         **Cancellation:** no event is consumed by a cancelled receive.
         """
         if self._aclosed:
+            await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("the subscription was closed")
         if self._receiving:
             raise trio.BusyResourceError("another task is receiving on this subscription")
@@ -576,6 +588,7 @@ class EventSubscription(trio.abc.ReceiveChannel[Event]):
                 if self._aclosed:
                     raise trio.ClosedResourceError("the subscription was closed")
                 if self.done:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                     raise trio.EndOfChannel
                 event = self._log.event_at(self.cursor, self.streams)
                 if event is not None:

@@ -203,8 +203,8 @@ class ProcessStream(trio.abc.HalfCloseableStream):
         payload = data if type(data) is bytes else bytes(memoryview(data))
         self._enter_send()
         try:
-            self._check_sendable()
             await trio.lowlevel.checkpoint()
+            self._check_sendable()
             if not payload:
                 return
             status = await self._call_send_side(partial(self._process.write, payload))
@@ -228,11 +228,11 @@ class ProcessStream(trio.abc.HalfCloseableStream):
         """
         self._enter_send()
         try:
+            await trio.lowlevel.checkpoint()
             if self._closed:
                 raise trio.ClosedResourceError("the stream was closed")
             if self._eof_sent:
                 raise trio.ClosedResourceError("send_eof() was called: stdin is closed")
-            await trio.lowlevel.checkpoint()
         finally:
             self._sending = False
 
@@ -255,6 +255,7 @@ class ProcessStream(trio.abc.HalfCloseableStream):
         self._enter_send()
         try:
             if self._closed:
+                await trio.lowlevel.checkpoint()
                 raise trio.ClosedResourceError("the stream was closed")
             if self._eof_sent:
                 await trio.lowlevel.checkpoint()
@@ -315,9 +316,9 @@ class ProcessStream(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError("another task is receiving on this stream")
         self._receiving = True
         try:
+            await trio.lowlevel.checkpoint()
             if self._closed:
                 raise trio.ClosedResourceError("the stream was closed")
-            await trio.lowlevel.checkpoint()
             if self._offset >= len(self._chunk) and not self._at_eof and self._failure is None:
                 await self._fill()
             if self._offset < len(self._chunk):

@@ -710,7 +710,12 @@ class _Child:
 
     async def wait_until(self, predicate: Callable[[ChildStatus], bool]) -> ChildStatus:
         status = self.snapshot()
-        if predicate(status):
+        try:
+            matched = predicate(status)
+        except Exception:
+            await trio.lowlevel.checkpoint()
+            raise
+        if matched:
             await trio.lowlevel.checkpoint()
             return status
         if status.finished:
@@ -1123,6 +1128,7 @@ class Supervisor:
         ends ``STOPPED`` (or the final state it had already) before Cancelled propagates.
         """
         if self._used:
+            await trio.lowlevel.checkpoint()
             raise RuntimeError("Supervisor.run can run only once")
         self._used = True
         try:
@@ -1158,12 +1164,18 @@ class Supervisor:
         """
         if not isinstance(spec, ChildSpec):
             raise TypeError(f"spec must be a ChildSpec, not {type(spec).__name__}")
-        nursery = self._running_nursery()
-        old = self._children.get(spec.name)
-        if old is not None and not old.finished:
-            raise ValueError(
-                f"a child named {spec.name!r} is already supervised ({old.state.name})"
-            )
+        # The child is registered before the first checkpoint (so that child(name) finds
+        # it at once); a refusal (shut down, not running, the name taken) checkpoints.
+        try:
+            nursery = self._running_nursery()
+            old = self._children.get(spec.name)
+            if old is not None and not old.finished:
+                raise ValueError(
+                    f"a child named {spec.name!r} is already supervised ({old.state.name})"
+                )
+        except (trio.ClosedResourceError, RuntimeError, ValueError):
+            await trio.lowlevel.checkpoint()
+            raise
         child = _Child(spec, self.backend, self._rng)
         self._children[spec.name] = child
         nursery.start_soon(child.supervise, name=f"supervise {spec.name}")
@@ -1195,7 +1207,12 @@ class Supervisor:
         **Cancellation:** the stop goes on in the supervisor's task (it cannot be undone);
         only the wait for it is abandoned.
         """
-        return await ChildHandle(self._child(name)).stop(grace)
+        try:
+            child = self._child(name)
+        except KeyError:
+            await trio.lowlevel.checkpoint()
+            raise
+        return await ChildHandle(child).stop(grace)
 
     def child(self, name: str) -> ChildHandle:
         """The handle of the child ``name`` (finished ones too), even while :meth:`start`
