@@ -22,9 +22,9 @@ import abc
 import itertools
 import os
 import signal as _signal
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Final, NoReturn, Protocol, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias
 
 import attrs
 import trio
@@ -32,6 +32,7 @@ import trio
 from ._errors import CalledProcessError
 from ._events import Closed, Event, Exited, Failed, Output, OutputStream, ReadResult, WriteStatus
 from ._retained import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
+from ._util import open_service_nursery
 
 if TYPE_CHECKING:
     from ._stream import ProcessStream, StderrSink
@@ -48,6 +49,9 @@ __all__ = [
 DEFAULT_GRACE: Final = 5.0
 """Seconds between SIGTERM and SIGKILL when a session ends with its child still running."""
 
+Arg: TypeAlias = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+"""An item of ``argv``: what :mod:`subprocess` takes (a remote server gets it as a str)."""
+
 _process_ids = itertools.count(1)
 
 
@@ -62,7 +66,7 @@ class ExecBackend(abc.ABC):
     @abc.abstractmethod
     def open_process(
         self,
-        argv: Sequence[str],
+        argv: Sequence[Arg],
         *,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
@@ -76,7 +80,8 @@ class ExecBackend(abc.ABC):
         """Start ``argv`` and return an async context manager that owns the session.
 
         Args:
-            argv: the program and its arguments; ``argv[0]`` is looked up in ``PATH``.
+            argv: the program and its arguments (str, bytes or path-like, as for
+                :mod:`subprocess`); ``argv[0]`` is looked up in ``PATH``.
             cwd: the working directory (default: the backend's).
             env: the child's exact environment (default: inherit the backend's).
             tty: run the child on a pseudo-terminal (24x80); its stdout and stderr are
@@ -89,8 +94,16 @@ class ExecBackend(abc.ABC):
             retain_bytes: bound on retained output, see :class:`ProcessLog`.
 
         Raises:
-            SpawnError: the program could not be started.
+            SpawnError: the program could not be started; ``filename`` names the program
+                or the working directory at fault. As for :class:`OSError`, the error is
+                also the subclass for its ``errno``: a :class:`FileNotFoundError` (ENOENT),
+                :class:`PermissionError` (EACCES, EPERM), :class:`NotADirectoryError`
+                (ENOTDIR) or :class:`IsADirectoryError` (EISDIR).
             ValueError: bad arguments (empty ``argv``, ...).
+            TypeError: an argument of the wrong type.
+
+        These are raised as themselves, never in an exception group; so is an exception
+        of the block.
 
         Leaving the block (normally, by an exception or by cancellation) terminates a
         child that still runs (SIGTERM to its group, SIGKILL after ``grace``), kills what
@@ -101,7 +114,7 @@ class ExecBackend(abc.ABC):
 
     def open_stream(
         self,
-        argv: Sequence[str],
+        argv: Sequence[Arg],
         *,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
@@ -343,18 +356,41 @@ def check_env(env: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
-def check_argv(argv: Sequence[str]) -> list[str]:
-    """Validate a command line and return it as a list."""
-    if isinstance(argv, str | bytes):
-        raise TypeError("argv must be a sequence of strings, not a single string")
-    args = list(argv)
-    if not args:
+def check_argv(argv: Sequence[Arg], *, text: bool = False) -> list[str]:
+    """Validate a command line and return it as a list of str.
+
+    Items may be str, bytes or path-like (str or bytes), as for :mod:`subprocess`; bytes
+    are decoded with :func:`os.fsdecode`, which the spawn encodes back unchanged. With
+    ``text`` (a command sent over the wire, in JSON strings), each item must also be
+    valid UTF-8: undecodable bytes would not survive the trip.
+    """
+    if isinstance(argv, str | bytes | os.PathLike):
+        raise TypeError("argv must be a sequence of arguments, not a single string or path")
+    try:
+        items = list(argv)
+    except TypeError:
+        raise TypeError(
+            f"argv must be a sequence of arguments, not {type(argv).__name__}"
+        ) from None
+    if not items:
         raise ValueError("argv must not be empty")
-    for arg in args:
-        if not isinstance(arg, str):
-            raise TypeError(f"argv items must be str, not {type(arg).__name__}")
+    args: list[str] = []
+    for item in items:
+        if not isinstance(item, str | bytes | os.PathLike):
+            raise TypeError(
+                f"argv items must be str, bytes or path-like, not {type(item).__name__}"
+            )
+        arg = os.fsdecode(item)
         if "\0" in arg:
             raise ValueError("argv items must not contain NUL")
+        if text and not arg.isascii():
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"argv items sent to an exec server must be valid UTF-8, not {item!r}"
+                ) from None
+        args.append(arg)
     return args
 
 
@@ -373,7 +409,7 @@ class CompletedProcess:
 
 
 async def run_process(
-    argv: Sequence[str],
+    argv: Sequence[Arg],
     *,
     backend: ExecBackend | None = None,
     input: bytes | None = None,
@@ -390,23 +426,38 @@ async def run_process(
         input: bytes to write to stdin, which is then closed. None gives the child
             ``/dev/null`` as stdin.
         check: raise :class:`CalledProcessError` on a non-zero exit code.
+        argv, cwd, env, tty, grace: as for :meth:`ExecBackend.open_process`.
+
+    Raises:
+        CalledProcessError: ``check`` is true and the exit code is not 0.
+        SpawnError: the program could not be started; as for :class:`OSError`, a missing
+            program or directory is also a :class:`FileNotFoundError`, one that cannot
+            be executed or entered a :class:`PermissionError`, and so on.
+        TypeError, ValueError: bad arguments, raised before anything is started.
+        ConnectionLost: a remote session broke.
+
+    Each comes as itself, never wrapped in an exception group.
 
     The whole output is kept in memory, like :func:`subprocess.run`.
 
     **Cancellation:** the child is terminated (SIGTERM, SIGKILL after ``grace``) and reaped
     before Cancelled propagates; its output is lost.
     """
+    args = check_argv(argv)
+    if input is not None and not isinstance(input, bytes | bytearray | memoryview):
+        raise TypeError(f"input must be bytes or None, not {type(input).__name__}")
     if backend is None:
         from ._local import LocalBackend
 
         backend = LocalBackend()
-    args = check_argv(argv)
+    elif not isinstance(backend, ExecBackend):
+        raise TypeError(f"backend must be an ExecBackend, not {type(backend).__name__}")
     out: dict[OutputStream, list[bytes]] = {stream: [] for stream in OutputStream}
     async with backend.open_process(
         args, cwd=cwd, env=env, tty=tty, pipe_stdin=input is not None and not tty, grace=grace
     ) as proc:
         events = proc.events
-        async with trio.open_nursery() as nursery:
+        async with open_service_nursery() as nursery:
             if input is not None:
                 nursery.start_soon(_feed, proc, input)
             async for event in events:
@@ -428,46 +479,11 @@ async def run_process(
 
 
 async def _feed(proc: ExecProcess, data: bytes) -> None:
-    if data:
-        await proc.write(data)
-    await proc.close_stdin()
+    from ._errors import ConnectionLost
 
-
-class SessionTasks(Protocol):
-    """What :func:`open_session` needs of a session."""
-
-    def start_tasks(self, nursery: trio.Nursery) -> None:
-        """Start the session's background tasks in ``nursery``; must not raise."""
-
-    async def shutdown(self) -> None:
-        """End the session: stop the child, reap it, finish the log. Runs shielded."""
-
-
-S = TypeVar("S", bound=SessionTasks)
-
-
-@asynccontextmanager
-async def open_session(session: S) -> AsyncIterator[S]:
-    """Run a session's background tasks in a nursery around the ``async with`` body.
-
-    When the body ends (normally, by an exception or by cancellation), ``shutdown`` runs
-    shielded, then the nursery's remaining tasks are cancelled. An exception of the body
-    propagates as itself, not wrapped in an exception group, so callers can ``except`` it
-    as usual.
-    """
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        session.start_tasks(nursery)
-        try:
-            yield session
-        except BaseException as exc:  # re-raised below, after the nursery closed
-            body_error = exc
-        finally:
-            with trio.CancelScope(shield=True):
-                await session.shutdown()
-            nursery.cancel_scope.cancel()
-    if body_error is not None:
-        try:
-            raise body_error
-        finally:
-            body_error = None
+    try:
+        if data:
+            await proc.write(data)
+        await proc.close_stdin()
+    except ConnectionLost:
+        pass  # the session broke: its events end with Failed, raised by run_process once

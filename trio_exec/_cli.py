@@ -213,7 +213,7 @@ async def _run(args: argparse.Namespace, backend: ExecBackend) -> int:
             rows, cols = os.get_terminal_size(1).lines, os.get_terminal_size(1).columns
             await proc.resize(rows, cols)
         with _raw_terminal(0) if interactive else contextlib.nullcontext():
-            async with trio.open_nursery() as nursery:
+            async with open_service_nursery() as nursery:
                 nursery.start_soon(_forward_stdin, proc)
                 nursery.start_soon(_forward_signals, proc)
                 async for event in events:

@@ -42,6 +42,7 @@ from typing import Final, TypeAlias
 
 import trio
 
+from ._backend import Arg, check_argv
 from ._errors import ConnectionLost
 from ._remote import RemoteBackend, open_remote_backend
 from ._transport import StreamTransport
@@ -284,7 +285,7 @@ class _CommandTransport(StreamTransport):
 
 @asynccontextmanager
 async def connect_command(
-    argv: Sequence[str],
+    argv: Sequence[Arg],
     *,
     env: Mapping[str, str] | None = None,
     stderr: CommandStderr = None,
@@ -324,7 +325,8 @@ async def connect_command(
             says how the command ended and, when its stderr is captured, how its stderr
             ended.
         RemoteError: the server refused ``initialize``.
-        ValueError: ``argv`` is empty.
+        ValueError: ``argv`` is empty (or an item holds NUL).
+        TypeError: ``argv`` is a single string, or an item is not a str, bytes or path.
 
     While the block runs, the command exiting is a lost connection: pending and later
     calls raise :class:`ConnectionLost` and open processes end with ``Failed``, with the
@@ -348,9 +350,7 @@ async def connect_command(
     :data:`STDERR_DRAIN_TIMEOUT` seconds plus the reaping after SIGKILL; no process is
     left behind.
     """
-    argv = [os.fspath(arg) for arg in argv]
-    if not argv:
-        raise ValueError("argv must not be empty")
+    argv = check_argv(argv)
     try:
         process = await trio.lowlevel.open_process(
             argv,

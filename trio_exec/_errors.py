@@ -4,6 +4,10 @@
 
     TrioExecError
      ├─ SpawnError (also OSError)       the child could not be started
+     │   ├─ SpawnFileNotFoundError       ... also a FileNotFoundError (ENOENT)
+     │   ├─ SpawnPermissionError         ... also a PermissionError (EACCES, EPERM)
+     │   ├─ SpawnNotADirectoryError      ... also a NotADirectoryError (ENOTDIR)
+     │   └─ SpawnIsADirectoryError       ... also an IsADirectoryError (EISDIR)
      ├─ CalledProcessError              run_process(check=True) saw a non-zero exit
      ├─ UnsupportedOperation            the peer lacks the extension an operation needs
      ├─ ProtocolError                   a peer broke the wire protocol
@@ -16,7 +20,8 @@ a concurrent use that is not allowed uses ``BusyResourceError``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Final
 
 __all__ = [
     "CalledProcessError",
@@ -24,6 +29,10 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "SpawnError",
+    "SpawnFileNotFoundError",
+    "SpawnIsADirectoryError",
+    "SpawnNotADirectoryError",
+    "SpawnPermissionError",
     "TrioExecError",
     "UnsupportedOperation",
 ]
@@ -37,8 +46,24 @@ class SpawnError(TrioExecError, OSError):
     """The child could not be started: missing program, bad cwd, not executable.
 
     It is an :class:`OSError`, so ``errno`` and ``strerror`` are set when the OS
-    gave them, and ``filename`` is the program or directory involved.
+    gave them, and ``filename`` is the program or directory involved (None when the
+    server did not say which).
+
+    Like :class:`OSError`, ``SpawnError(errno, ...)`` builds the subclass for that
+    errno, so that ``except FileNotFoundError`` catches a missing program or directory,
+    locally and remotely: :class:`SpawnFileNotFoundError` (ENOENT),
+    :class:`SpawnPermissionError` (EACCES, EPERM), :class:`SpawnNotADirectoryError`
+    (ENOTDIR) and :class:`SpawnIsADirectoryError` (EISDIR). Other errnos give a plain
+    SpawnError.
     """
+
+    def __new__(cls, errno: int | None, strerror: str, filename: str | None = None) -> SpawnError:
+        if errno is None:
+            return super().__new__(cls, strerror)
+        if cls is SpawnError:
+            # The OSError subclass the interpreter picks for this errno, on this platform.
+            cls = _SPAWN_SUBCLASSES.get(type(OSError(errno, strerror)), SpawnError)
+        return super().__new__(cls, errno, strerror, filename)
 
     def __init__(self, errno: int | None, strerror: str, filename: str | None = None) -> None:
         if errno is None:
@@ -47,6 +72,36 @@ class SpawnError(TrioExecError, OSError):
             OSError.__init__(self, errno, strerror, filename)
         self.program = filename
         """The program (or path) that could not be used."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        strerror = str(self) if self.errno is None else self.strerror
+        return (type(self), (self.errno, strerror, self.program), self.__dict__)
+
+
+class SpawnFileNotFoundError(SpawnError, FileNotFoundError):
+    """A :class:`SpawnError` for ENOENT: the program or the working directory is missing."""
+
+
+class SpawnPermissionError(SpawnError, PermissionError):
+    """A :class:`SpawnError` for EACCES or EPERM: the program cannot be executed, or the
+    working directory cannot be entered."""
+
+
+class SpawnNotADirectoryError(SpawnError, NotADirectoryError):
+    """A :class:`SpawnError` for ENOTDIR: the working directory, or a directory in the
+    program's path, is not a directory."""
+
+
+class SpawnIsADirectoryError(SpawnError, IsADirectoryError):
+    """A :class:`SpawnError` for EISDIR."""
+
+
+_SPAWN_SUBCLASSES: Final[Mapping[type[OSError], type[SpawnError]]] = {
+    FileNotFoundError: SpawnFileNotFoundError,
+    PermissionError: SpawnPermissionError,
+    NotADirectoryError: SpawnNotADirectoryError,
+    IsADirectoryError: SpawnIsADirectoryError,
+}
 
 
 class CalledProcessError(TrioExecError):
@@ -78,12 +133,14 @@ class ProtocolError(TrioExecError):
 class RemoteError(TrioExecError):
     """The server answered a request with a JSON-RPC error."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, data: object = None) -> None:
         super().__init__(code, message)
         self.code = code
         """The JSON-RPC error code (see PROTOCOL.md)."""
         self.message = message
         """The server's message."""
+        self.data = data
+        """The error's optional ``data`` member (decoded JSON), None when absent."""
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"

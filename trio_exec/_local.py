@@ -42,6 +42,7 @@ import trio
 from . import _pty
 from ._backend import (
     DEFAULT_GRACE,
+    Arg,
     ExecBackend,
     ExecProcess,
     check_argv,
@@ -528,7 +529,7 @@ class LocalBackend(ExecBackend):
 
     def open_process(
         self,
-        argv: Sequence[str],
+        argv: Sequence[Arg],
         *,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
@@ -594,7 +595,7 @@ class LocalBackend(ExecBackend):
 
 
 def open_process(
-    argv: Sequence[str],
+    argv: Sequence[Arg],
     *,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,

@@ -1349,7 +1349,7 @@ class RpcClientState:
             raise ProtocolError(f"response to unknown request id {request_id!r}{detail}")
         assert type(request_id) is int
         if isinstance(message, ErrorResponse):
-            error = RemoteError(message.error.code, message.error.message)
+            error = RemoteError(message.error.code, message.error.message, message.error.data)
             return Reply(request_id=request_id, method=method, error=error)
         try:
             result = decode_result(method, message.result)

@@ -93,6 +93,7 @@ Rules
 
 from __future__ import annotations
 
+import errno as _errno
 import itertools
 import math
 import os
@@ -112,6 +113,7 @@ import trio
 
 from ._backend import (
     DEFAULT_GRACE,
+    Arg,
     ExecBackend,
     ExecProcess,
     check_argv,
@@ -173,6 +175,7 @@ from ._protocol import (
 )
 from ._retained import DEFAULT_RETAINED_BYTES, ProcessLog
 from ._transport import MessageTransport, open_websocket_transport
+from ._util import leaf_exceptions, open_service_nursery
 
 __all__ = [
     "CATCH_UP_READ_BYTES",
@@ -1299,7 +1302,7 @@ class RemoteBackend(ExecBackend):
 
     def open_process(
         self,
-        argv: Sequence[str],
+        argv: Sequence[Arg],
         *,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
@@ -1323,8 +1326,14 @@ class RemoteBackend(ExecBackend):
 
         Raises:
             SpawnError: the server could not start the program (JSON-RPC error -32603);
-                ``errno`` is parsed from the message's ``(os error N)`` when present.
-            ValueError: bad arguments, here or on the server (-32602); a process id that is
+                ``errno`` is parsed from the message's ``(os error N)`` (the errno's
+                subclass, as locally: ``FileNotFoundError``, ...). ``filename`` is the
+                file at fault when the server says which (trio_exec's server does, in the
+                error's data); the reference's message alone cannot tell a bad program
+                from a bad ``cwd``, so then ``filename`` is None and the message names
+                both.
+            ValueError: bad arguments, here or on the server (-32602); an argv item that
+                is not valid UTF-8 (the protocol carries text); a process id that is
                 already open on this backend.
             RemoteError: any other error answer (e.g. a process id the server still
                 retains).
@@ -1345,7 +1354,7 @@ class RemoteBackend(ExecBackend):
         :data:`SHUTDOWN_TIMEOUT` seconds) for the start to finish and terminates the
         process.
         """
-        args = check_argv(argv)
+        args = check_argv(argv, text=True)
         check_seconds("grace", grace)
         if arg0 is not None and (not isinstance(arg0, str) or "\0" in arg0):
             raise ValueError("arg0 must be a str without NUL")
@@ -1728,21 +1737,53 @@ _TRANSPORT_ERRORS: Final = (
 
 def _is_transport_error(exc: BaseException) -> bool:
     """Whether ``exc`` (or every exception of a group) says the transport went away."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_transport_error(inner) for inner in exc.exceptions)
-    return isinstance(exc, _TRANSPORT_ERRORS) or type(exc).__module__.startswith("trio_websocket")
+    return all(
+        isinstance(leaf, _TRANSPORT_ERRORS) or type(leaf).__module__.startswith("trio_websocket")
+        for leaf in leaf_exceptions(exc)
+    )
+
+
+_PATH_ERRNOS: Final = frozenset(
+    {_errno.ENOENT, _errno.ENOTDIR, _errno.EACCES, _errno.ELOOP, _errno.ENAMETOOLONG}
+)
+"""Errnos that a bad working directory gives as well as a bad program."""
 
 
 def _start_error(exc: RemoteError, params: StartParams) -> Exception:
     """Map an error answer to ``process/start`` to the exception to raise."""
     if exc.code == INTERNAL_ERROR:
-        match = _OS_ERROR.search(exc.message)
-        if match is None:
-            return SpawnError(None, exc.message, params.argv[0])
-        return SpawnError(int(match.group(1)), exc.message[: match.start()], params.argv[0])
+        return _spawn_error(exc, params)
     if exc.code == INVALID_PARAMS:
         return ValueError(f"the exec server rejected the arguments: {exc.message}")
     return exc
+
+
+def _spawn_error(exc: RemoteError, params: StartParams) -> SpawnError:
+    """The :class:`SpawnError` for a -32603 answer to ``process/start``.
+
+    The message is the OS error text, ending in ``(os error N)``, the errno. trio_exec's
+    server also sends ``data: {errno, filename}``, the file at fault. The reference sends
+    the message only: then a path error may be the program's or the working directory's,
+    and the error says so rather than guess.
+    """
+    data = exc.data if isinstance(exc.data, dict) else {}
+    match = _OS_ERROR.search(exc.message)
+    text = exc.message if match is None else exc.message[: match.start()]
+    code = data.get("errno")
+    if type(code) is not int:
+        code = None if match is None else int(match.group(1))
+    filename = data.get("filename")
+    if isinstance(filename, str):
+        return SpawnError(code, text, filename)
+    program = params.argv[0]
+    directory = params.cwd_path if params.cwd else None
+    if code in _PATH_ERRNOS and directory is not None:
+        text += (
+            f": the program {program!r} or the working directory {directory!r}"
+            " (the exec server does not say which)"
+        )
+        return SpawnError(code, text)
+    return SpawnError(code, text, program)
 
 
 # -- entry points ---------------------------------------------------------------------------
@@ -1780,28 +1821,23 @@ async def _open_backend(
 ) -> AsyncIterator[RemoteBackend]:
     """The body of :func:`open_remote_backend` and :func:`connect`."""
     backend = RemoteBackend(connector, client_name=client_name, resume_deadline=resume_deadline)
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as connections:
+    # An exception of the block must not cut the close handshakes short: wait_on_error.
+    async with open_service_nursery(wait_on_error=True) as connections:
         backend._connections = connections
-        async with trio.open_nursery() as nursery:
-            backend._nursery = nursery
-            try:
-                await connections.start(partial(backend._run_connection, first=True))
-                await backend._initialize(client_name)
-                yield backend
-            except BaseException as exc:  # re-raised below, after the nurseries closed
-                body_error = exc
-            finally:
-                backend._close("the client closed the connection")
-                nursery.cancel_scope.cancel()
-        # Every RPC client is closed: the connection tasks close their transports and end
-        # (a close handshake takes at most WEBSOCKET_DISCONNECT_TIMEOUT); bound it anyway.
-        connections.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
-    if body_error is not None:
         try:
-            raise body_error
+            async with open_service_nursery() as nursery:
+                backend._nursery = nursery
+                try:
+                    await connections.start(partial(backend._run_connection, first=True))
+                    await backend._initialize(client_name)
+                    yield backend
+                finally:
+                    backend._close("the client closed the connection")
+                    nursery.cancel_scope.cancel()
         finally:
-            body_error = None
+            # Every RPC client is closed: the connection tasks close their transports and
+            # end (a close handshake takes at most WEBSOCKET_DISCONNECT_TIMEOUT); bound it.
+            connections.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
 
 
 @asynccontextmanager

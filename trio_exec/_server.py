@@ -173,6 +173,7 @@ from ._transport import (
     StreamTransport,
     WebSocketTransport,
 )
+from ._util import leaf_exceptions
 
 __all__ = [
     "CATCH_UP_HOLD",
@@ -487,12 +488,13 @@ def _websocket_parse_prefix(address: str, port: int) -> str:
 
 
 class _RpcError(Exception):
-    """Answer the request with this JSON-RPC error."""
+    """Answer the request with this JSON-RPC error (``data``: its optional data member)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, data: object = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.data = data
 
 
 class _Handshake(enum.Enum):
@@ -826,8 +828,10 @@ class _Connection:
             # cancelled; nothing can be sent any more.
             await trio.lowlevel.checkpoint()
 
-    async def _reply_error(self, request_id: RequestId, code: int, message: str) -> None:
-        await self._send(make_error_response(request_id, code, message))
+    async def _reply_error(
+        self, request_id: RequestId, code: int, message: str, data: object = None
+    ) -> None:
+        await self._send(make_error_response(request_id, code, message, data))
 
     # -- dispatch (in the reader task, in arrival order) ---------------------------------
 
@@ -946,7 +950,7 @@ class _Connection:
                     return
                 result = await self._call(params)
             except _RpcError as exc:
-                await self._reply_error(request_id, exc.code, exc.message)
+                await self._reply_error(request_id, exc.code, exc.message, exc.data)
                 return
             except Exception as exc:
                 _logger.exception("internal error handling %s", type(params).__name__)
@@ -1011,7 +1015,7 @@ class _Connection:
             # The process task belongs to the session: it outlives a lost connection.
             await self.session.nursery.start(self._run_process, entry, params, env)
         except SpawnError as exc:
-            raise _RpcError(INTERNAL_ERROR, _os_error_text(exc)) from None
+            raise _RpcError(INTERNAL_ERROR, _os_error_text(exc), _spawn_error_data(exc)) from None
         except (ValueError, TypeError) as exc:
             raise _RpcError(INVALID_PARAMS, str(exc)) from None
         finally:
@@ -1270,6 +1274,18 @@ def _os_error_text(exc: OSError) -> str:
     return f"{text} (os error {exc.errno})"
 
 
+def _spawn_error_data(exc: SpawnError) -> dict[str, object] | None:
+    """The ``data`` of a spawn error: ``errno`` and the ``filename`` at fault (the program
+    or the working directory), which the message alone does not tell (an extension; a
+    peer may ignore it)."""
+    data: dict[str, object] = {}
+    if exc.errno is not None:
+        data["errno"] = exc.errno
+    if exc.filename is not None:
+        data["filename"] = os.fsdecode(exc.filename)
+    return data or None
+
+
 # -- environment policy --------------------------------------------------------------------------
 
 
@@ -1438,9 +1454,7 @@ _CONNECTION_ERRORS: Final = (
 
 def _is_connection_error(exc: BaseException) -> bool:
     """Whether ``exc`` (or every exception of a group) says the peer went away."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_connection_error(inner) for inner in exc.exceptions)
-    return isinstance(exc, _CONNECTION_ERRORS)
+    return all(isinstance(leaf, _CONNECTION_ERRORS) for leaf in leaf_exceptions(exc))
 
 
 def _header_values(request: h11.Request, name: bytes) -> list[str]:

@@ -42,10 +42,11 @@ from typing import Final, TypeAlias
 
 import trio
 
-from ._backend import DEFAULT_GRACE, ExecBackend, ExecProcess, check_seconds
+from ._backend import DEFAULT_GRACE, Arg, ExecBackend, ExecProcess, check_seconds
 from ._errors import ConnectionLost, TrioExecError, UnsupportedOperation
 from ._events import Closed, Exited, Failed, Output, OutputStream, WriteStatus
 from ._retained import DEFAULT_RETAINED_BYTES, EventSubscription
+from ._util import open_service_nursery
 
 __all__ = [
     "DEFAULT_EOF_TIMEOUT",
@@ -497,7 +498,7 @@ class _StderrForwarder:
 
 def open_stream(
     backend: ExecBackend,
-    argv: Sequence[str],
+    argv: Sequence[Arg],
     *,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -564,7 +565,7 @@ def open_stream(
 @asynccontextmanager
 async def _open_stream(
     backend: ExecBackend,
-    argv: Sequence[str],
+    argv: Sequence[Arg],
     *,
     cwd: str | os.PathLike[str] | None,
     env: Mapping[str, str] | None,
@@ -576,7 +577,7 @@ async def _open_stream(
 ) -> AsyncIterator[ProcessStream]:
     body_error: BaseException | None = None
     forwarder: _StderrForwarder | None = None
-    async with trio.open_nursery() as nursery:
+    async with open_service_nursery() as nursery:  # a failing stderr callback as itself
         try:
             async with backend.open_process(
                 argv,

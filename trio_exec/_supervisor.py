@@ -53,6 +53,7 @@ from ._backend import DEFAULT_GRACE, ExecBackend, ExecProcess, check_argv, check
 from ._errors import TrioExecError
 from ._events import Closed, Event, Exited, Failed, Output, OutputStream, signal_name
 from ._local import LocalBackend
+from ._util import open_service_nursery
 
 __all__ = [
     "DEFAULT_BACKOFF_FACTOR",
@@ -1132,7 +1133,7 @@ class Supervisor:
             raise RuntimeError("Supervisor.run can run only once")
         self._used = True
         try:
-            async with trio.open_nursery() as nursery:
+            async with open_service_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
                 try:
@@ -1253,17 +1254,9 @@ async def open_supervisor(backend: ExecBackend | None = None) -> AsyncIterator[S
     Cancelled propagates.
     """
     supervisor = Supervisor(backend)
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
+    async with open_service_nursery() as nursery:
         await nursery.start(supervisor.run)
         try:
             yield supervisor
-        except BaseException as exc:  # re-raised below, after the children stopped
-            body_error = exc
         finally:
             nursery.cancel_scope.cancel()
-    if body_error is not None:
-        try:
-            raise body_error
-        finally:
-            body_error = None

@@ -314,16 +314,10 @@ async def open_websocket_transport(
                     await transport.aclose()
                 nursery.cancel_scope.cancel()
     except _CONNECT_ERRORS as exc:
+        # A refused upgrade comes from trio-websocket's reader task, as itself too.
         if connected:
             raise
         raise ConnectionLost(f"cannot connect to {url}: {_describe_connect_error(exc)}") from None
-    except BaseExceptionGroup as group:
-        # trio-websocket raises a refused upgrade from its reader task, so in a group.
-        matched, rest = group.split(_CONNECT_ERRORS)
-        if connected or matched is None or rest is not None:
-            raise
-        reason = _describe_connect_error(matched.exceptions[0])
-        raise ConnectionLost(f"cannot connect to {url}: {reason}") from None
     finally:
         # Also after a refused upgrade, which trio-websocket leaves open.
         if stream is not None:

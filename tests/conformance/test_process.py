@@ -156,28 +156,109 @@ async def test_output_written_before_exit_precedes_exited(backend: tx.ExecBacken
 # -- spawning -------------------------------------------------------------------------------
 
 
-async def test_missing_program_is_spawn_error(backend: tx.ExecBackend) -> None:
-    with pytest.raises(tx.SpawnError) as info:
+async def test_missing_program_is_file_not_found(backend: tx.ExecBackend) -> None:
+    with pytest.raises(FileNotFoundError) as info:
         async with backend.open_process(["/nonexistent/program"]):
             raise AssertionError("must not start")
-    assert isinstance(info.value, OSError)
+    assert type(info.value) is tx.SpawnFileNotFoundError
+    assert isinstance(info.value, tx.SpawnError)
     assert info.value.errno == errno.ENOENT
+    assert info.value.filename == "/nonexistent/program"
 
 
-async def test_bad_cwd_is_spawn_error(backend: tx.ExecBackend) -> None:
-    with pytest.raises(tx.SpawnError) as info:
+async def test_missing_program_in_path_is_file_not_found(backend: tx.ExecBackend) -> None:
+    with pytest.raises(FileNotFoundError) as info:
+        async with backend.open_process(["no-such-program-anywhere"]):
+            raise AssertionError("must not start")
+    assert isinstance(info.value, tx.SpawnError)
+    assert info.value.filename == "no-such-program-anywhere"
+
+
+async def test_bad_cwd_names_the_directory(backend: tx.ExecBackend) -> None:
+    with pytest.raises(FileNotFoundError) as info:
         async with backend.open_process(["true"], cwd="/nonexistent/dir"):
             raise AssertionError("must not start")
+    assert type(info.value) is tx.SpawnFileNotFoundError
     assert info.value.errno == errno.ENOENT
+    assert info.value.filename == "/nonexistent/dir"
+    assert "/nonexistent/dir" in str(info.value)
 
 
-async def test_not_executable_is_spawn_error(backend: tx.ExecBackend, tmp_path: Path) -> None:
+async def test_cwd_that_is_a_file_is_not_a_directory(
+    backend: tx.ExecBackend, tmp_path: Path
+) -> None:
+    afile = tmp_path / "file"
+    afile.write_bytes(b"")
+    with pytest.raises(NotADirectoryError) as info:
+        async with backend.open_process(["true"], cwd=afile):
+            raise AssertionError("must not start")
+    assert type(info.value) is tx.SpawnNotADirectoryError
+    assert info.value.errno == errno.ENOTDIR
+    assert info.value.filename == str(afile)
+
+
+async def test_not_executable_is_permission_error(backend: tx.ExecBackend, tmp_path: Path) -> None:
     script = tmp_path / "script.sh"
     script.write_bytes(b"echo hi\n")  # not executable
-    with pytest.raises(tx.SpawnError) as info:
+    with pytest.raises(PermissionError) as info:
         async with backend.open_process([str(script)]):
             raise AssertionError("must not start")
+    assert type(info.value) is tx.SpawnPermissionError
     assert info.value.errno == errno.EACCES
+    assert info.value.filename == str(script)
+
+
+async def test_directory_as_program_is_permission_error(
+    backend: tx.ExecBackend, tmp_path: Path
+) -> None:
+    with pytest.raises(PermissionError) as info:
+        async with backend.open_process([str(tmp_path)]):
+            raise AssertionError("must not start")
+    assert isinstance(info.value, tx.SpawnError)
+    assert info.value.filename == str(tmp_path)
+
+
+async def test_program_under_a_file_is_not_a_directory(
+    backend: tx.ExecBackend, tmp_path: Path
+) -> None:
+    program = tmp_path / "file" / "program"
+    program.parent.write_bytes(b"")
+    with pytest.raises(NotADirectoryError) as info:
+        async with backend.open_process([program], cwd=tmp_path):
+            raise AssertionError("must not start")
+    assert type(info.value) is tx.SpawnNotADirectoryError
+    assert info.value.filename == str(program)
+
+
+async def test_argv_items_may_be_paths_and_bytes(backend: tx.ExecBackend, tmp_path: Path) -> None:
+    # As for subprocess: str, bytes and path-like items, here and on a server.
+    code = "import sys; print(repr(sys.argv[1:]))"
+    argv: list[str | bytes | os.PathLike[str]] = [
+        Path(sys.executable),
+        b"-c",
+        code,
+        tmp_path / "a b",
+        b"bytes",
+    ]
+    async with backend.open_process(argv) as proc:
+        events = await collect(proc)
+    expected = f"{[str(tmp_path / 'a b'), 'bytes']!r}\n".encode()
+    assert check_event_stream(events, expected_output={STDOUT: expected}).exit_code == 0
+
+
+async def test_undecodable_bytes_stay_local(backend: tx.ExecBackend) -> None:
+    # A server gets argv as JSON text: bytes that are not UTF-8 cannot be sent (the
+    # reference would drop the connection over them); locally they reach the child.
+    argv = [b"printf", b"%s", b"\xff\xfe"]
+    if isinstance(backend, tx.RemoteBackend):
+        with pytest.raises(ValueError, match="UTF-8") as info:
+            async with backend.open_process(argv):
+                raise AssertionError("must not start")
+        assert type(info.value) is ValueError
+        return
+    async with backend.open_process(argv) as proc:
+        events = await collect(proc)
+    assert check_event_stream(events).output[STDOUT] == b"\xff\xfe"
 
 
 @pytest.mark.parametrize(
@@ -185,16 +266,21 @@ async def test_not_executable_is_spawn_error(backend: tx.ExecBackend, tmp_path: 
     [
         ([], ValueError),
         ("echo hi", TypeError),
-        (["echo", b"hi"], TypeError),
+        (b"echo", TypeError),
+        (Path("/bin/echo"), TypeError),
+        (["echo", 3], TypeError),
+        (["echo", None], TypeError),
         (["a\0b"], ValueError),
+        ([b"a\0b"], ValueError),
     ],
 )
 async def test_bad_argv_is_rejected(
     backend: tx.ExecBackend, argv: object, error: type[Exception]
 ) -> None:
-    with pytest.raises(error):
+    with pytest.raises(error) as info:
         async with backend.open_process(argv):  # type: ignore[arg-type]
             raise AssertionError("must not start")
+    assert type(info.value) is error
 
 
 async def test_cwd_env_and_arg0(backend: tx.ExecBackend, tmp_path: Path) -> None:

@@ -162,13 +162,15 @@ async def test_start_errors_are_mapped(
                     raise AssertionError("must not start")
         error = info.value
         if check == "enoent":
-            assert isinstance(error, tx.SpawnError)
+            assert type(error) is tx.SpawnFileNotFoundError
             assert isinstance(error, OSError)
             assert error.errno == errno.ENOENT
-            assert error.strerror == "No such file or directory"
-            assert error.filename == "prog"
+            # The message alone cannot tell the program from the working directory.
+            assert error.filename is None
+            assert str(error).startswith("[Errno 2] No such file or directory: the program ")
+            assert f"'prog' or the working directory {os.getcwd()!r}" in str(error)
         elif check == "eacces":
-            assert isinstance(error, tx.SpawnError)
+            assert type(error) is tx.SpawnPermissionError
             assert error.errno == errno.EACCES
         elif check == "spawn-no-errno":
             assert isinstance(error, tx.SpawnError)
@@ -183,6 +185,38 @@ async def test_start_errors_are_mapped(
         await trio.testing.wait_all_tasks_blocked()
         assert backend.statistics().routed_processes == 0
         assert backend.statistics().open_processes == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "errno_code", "filename"),
+    [
+        ({"errno": errno.ENOENT, "filename": "/the/dir"}, errno.ENOENT, "/the/dir"),
+        ({"errno": errno.ENOTDIR, "filename": "/a/file"}, errno.ENOTDIR, "/a/file"),
+        ({"filename": "/a/file"}, errno.ENOENT, "/a/file"),  # the errno from the message
+        ({"errno": "2", "filename": 7}, errno.ENOENT, None),  # ill-typed fields are ignored
+        ("not an object", errno.ENOENT, None),
+    ],
+)
+async def test_spawn_error_data_names_the_culprit(
+    data: object, errno_code: int, filename: str | None
+) -> None:
+    async with open_fake() as (backend, server, _):
+
+        async def refuse() -> None:
+            request = await server.request("process/start")
+            message = "No such file or directory (os error 2)"
+            error = {"code": -32603, "message": message, "data": data}
+            await server.send({"error": error, "id": request["id"]})
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(refuse)
+            with pytest.raises(tx.SpawnError) as info:
+                async with backend.open_process(["prog"], cwd="/the/dir"):
+                    raise AssertionError("must not start")
+    assert info.value.errno == errno_code
+    assert info.value.strerror is not None
+    assert info.value.strerror.startswith(os.strerror(errno.ENOENT))
+    assert info.value.filename == filename
 
 
 # -- ordering and demux ---------------------------------------------------------------------

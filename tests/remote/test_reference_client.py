@@ -348,6 +348,8 @@ async def test_unknown_process_statuses(server_url: str) -> None:
 async def test_spawn_errors(server_url: str, tmp_path: Path) -> None:
     script = tmp_path / "script.sh"
     script.write_text("echo hi\n")
+    afile = tmp_path / "file"
+    afile.write_bytes(b"")
     async with client(server_url) as backend:
         cases = [
             (["/nonexistent/program"], {}, errno.ENOENT),
@@ -368,6 +370,107 @@ async def test_spawn_errors(server_url: str, tmp_path: Path) -> None:
             assert check_event_stream(await collect(proc)).exit_code == 0
         assert backend.statistics().open_processes == 0
         assert backend.statistics().routed_processes == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("missing program", tx.SpawnFileNotFoundError),
+        ("missing cwd", tx.SpawnFileNotFoundError),
+        ("cwd is a file", tx.SpawnNotADirectoryError),
+        ("not executable", tx.SpawnPermissionError),
+        ("directory as program", tx.SpawnPermissionError),
+    ],
+)
+async def test_spawn_errno_is_the_builtin_subclass(
+    server_url: str, tmp_path: Path, case: str, error: type[tx.SpawnError]
+) -> None:
+    """The errno of the server's ``(os error N)`` picks the OSError subclass, so that
+    ``except FileNotFoundError`` works remotely too. The culprit is named when the server
+    says which (ours, in the error's data); the reference's message cannot tell a bad
+    program from a bad working directory, and the error says so instead of guessing."""
+    script = tmp_path / "script.sh"
+    script.write_text("echo hi\n")
+    afile = tmp_path / "file"
+    afile.write_bytes(b"")
+    program, cwd = {
+        "missing program": ("/nonexistent/program", str(tmp_path)),
+        "missing cwd": ("true", "/nonexistent/dir"),
+        "cwd is a file": ("true", str(afile)),
+        "not executable": (str(script), str(tmp_path)),
+        "directory as program": (str(tmp_path), str(tmp_path)),
+    }[case]
+    culprit = cwd if case.endswith(("cwd", "a file")) else program
+    async with client(server_url) as backend:
+        with pytest.raises(OSError, match=r"^\[Errno ") as info:
+            async with backend.open_process([program], cwd=cwd):
+                raise AssertionError("must not start")
+        exc = info.value
+        assert type(exc) is error
+        assert (
+            exc.errno
+            == {
+                tx.SpawnFileNotFoundError: errno.ENOENT,
+                tx.SpawnNotADirectoryError: errno.ENOTDIR,
+                tx.SpawnPermissionError: errno.EACCES,
+            }[error]
+        )
+        assert exc.strerror is not None
+        assert "os error" not in exc.strerror
+        if backend.extensions:  # ours names the culprit
+            assert exc.filename == culprit
+        else:  # the reference: no guess, both candidates in the message
+            assert exc.filename is None
+            assert repr(program) in str(exc)
+            assert repr(cwd) in str(exc)
+            assert "does not say which" in str(exc)
+
+
+async def test_exec_format_error_names_the_program(server_url: str, tmp_path: Path) -> None:
+    # ENOEXEC cannot come from the working directory: even the reference's bare message
+    # tells which file is at fault.
+    binary = tmp_path / "garbage"
+    binary.write_bytes(b"\x7fELF-not-really\n")
+    binary.chmod(0o755)
+    async with client(server_url) as backend:
+        with pytest.raises(tx.SpawnError) as info:
+            async with backend.open_process([str(binary)]):
+                raise AssertionError("must not start")
+    assert type(info.value) is tx.SpawnError
+    assert info.value.errno == errno.ENOEXEC
+    assert info.value.filename == str(binary)
+
+
+async def test_path_like_argv_is_sent_as_str(server_url: str, tmp_path: Path) -> None:
+    code = "import sys; print(sys.argv[1])"
+    async with client(server_url) as backend:
+        with trio.fail_after(TIMEOUT):
+            done = await tx.run_process(
+                [Path(sys.executable), b"-c", code, tmp_path / "x"], backend=backend
+            )
+    assert done.stdout == f"{tmp_path / 'x'}\n".encode()
+    assert done.argv == (sys.executable, "-c", code, str(tmp_path / "x"))
+
+
+async def test_undecodable_argv_is_refused_before_sending(server_url: str) -> None:
+    # The reference drops the whole connection over a lone surrogate in JSON text.
+    async with client(server_url) as backend:
+        for argv in ([b"printf", b"\xff"], ["printf", "\udcff"]):
+            with pytest.raises(ValueError, match="UTF-8"):
+                async with backend.open_process(argv):
+                    raise AssertionError("must not start")
+        async with backend.open_process(["printf", "%s", "é"]) as proc:
+            events = await collect(proc)
+        assert check_event_stream(events).output[STDOUT] == "é".encode()
+        assert backend.failure is None
+
+
+async def test_run_process_input_without_close_stdin_is_unsupported(reference_url: str) -> None:
+    # The reference cannot close a pipe: run_process(input=...) says so, as itself.
+    async with client(reference_url) as backend:
+        with trio.fail_after(TIMEOUT), pytest.raises(tx.UnsupportedOperation) as info:
+            await tx.run_process(["cat"], input=b"data", backend=backend)
+    assert type(info.value) is tx.UnsupportedOperation
 
 
 async def test_retained_process_id_is_a_remote_error(reference_url: str) -> None:

@@ -73,16 +73,20 @@ async def test_spawn_failures_carry_the_os_error(tmp_path: Path) -> None:
     async with open_memory_client() as client:
         script = tmp_path / "script"
         script.write_text("#!/bin/sh\necho hi\n")
-        cases: list[tuple[dict[str, Any], str]] = [
-            ({"argv": ["/nonexistent/program"]}, "No such file or directory (os error 2)"),
-            ({"argv": ["no-such-program-anywhere"]}, "No such file or directory (os error 2)"),
-            ({"cwd": "file:///nonexistent-dir"}, "No such file or directory (os error 2)"),
-            ({"cwd": "file:///etc/passwd"}, "Not a directory (os error 20)"),
-            ({"argv": [str(script)]}, "Permission denied (os error 13)"),  # not executable
+        enoent = "No such file or directory (os error 2)"
+        cases: list[tuple[dict[str, Any], str, str]] = [
+            ({"argv": ["/nonexistent/program"]}, enoent, "/nonexistent/program"),
+            ({"argv": ["no-such-program-anywhere"]}, enoent, "no-such-program-anywhere"),
+            ({"cwd": "file:///nonexistent-dir"}, enoent, "/nonexistent-dir"),
+            ({"cwd": "file:///etc/passwd"}, "Not a directory (os error 20)", "/etc/passwd"),
+            ({"argv": [str(script)]}, "Permission denied (os error 13)", str(script)),
         ]
-        for extra, message in cases:
+        for extra, message, culprit in cases:
             response = await client.request("process/start", start_params("f", ["true"]) | extra)
-            assert response["error"] == {"code": -32603, "message": message}
+            # The message is the reference's; the optional data names the file at fault.
+            errno_code = int(message.rpartition("os error ")[2].rstrip(")"))
+            data = {"errno": errno_code, "filename": culprit}
+            assert response["error"] == {"code": -32603, "message": message, "data": data}
             # No entry is kept.
             assert (await client.error("process/read", {"processId": "f"}))["message"] == (
                 "unknown process id f"

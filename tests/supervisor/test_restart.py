@@ -155,7 +155,7 @@ async def test_spawn_failure_is_a_failed_start() -> None:
     for run in status.runs:
         assert run.process_id is None
         assert run.failure is not None
-        assert run.failure.startswith("could not start: SpawnError:")
+        assert run.failure.startswith("could not start: SpawnFileNotFoundError:")
         assert not run.ready
 
 

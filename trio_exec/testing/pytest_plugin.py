@@ -35,6 +35,7 @@ import trio
 
 from .._backend import ExecBackend
 from .._local import LocalBackend
+from .._util import open_service_nursery
 
 __all__ = [
     "BACKEND_KINDS",
@@ -91,7 +92,7 @@ async def open_backend(kind: str) -> AsyncIterator[ExecBackend]:
     from .._remote import connect
     from .._server import serve_websocket
 
-    async with trio.open_nursery() as nursery:
+    async with open_service_nursery() as nursery:
         url: str = await nursery.start(serve_websocket, "127.0.0.1", 0)
         async with connect(url) as backend:
             yield backend
