@@ -76,22 +76,38 @@ class ExecBackend(abc.ABC):
         process_id: str | None = None,
         grace: float = DEFAULT_GRACE,
         retain_bytes: int = DEFAULT_RETAINED_BYTES,
+        extra_env: Mapping[str, str] | None = None,
+        window: tuple[int, int] | None = None,
     ) -> AbstractAsyncContextManager[ExecProcess]:
         """Start ``argv`` and return an async context manager that owns the session.
+
+        The defaults are the side's that runs the child, as with ``ssh``, ``docker exec``
+        and ``kubectl exec``: without ``cwd`` and ``env``, a child of a remote backend runs
+        in the server's working directory with the server's environment, never the
+        client's.
 
         Args:
             argv: the program and its arguments (str, bytes or path-like, as for
                 :mod:`subprocess`); ``argv[0]`` is looked up in ``PATH``.
-            cwd: the working directory (default: the backend's).
-            env: the child's exact environment (default: inherit the backend's).
-            tty: run the child on a pseudo-terminal (24x80); its stdout and stderr are
-                then merged into :attr:`OutputStream.PTY` and stdin is the terminal.
+            cwd: the working directory (default: the backend's: this process's for a
+                :class:`LocalBackend`, the server's for a :class:`RemoteBackend`).
+            env: the child's exact environment (default: the backend's environment,
+                inherited whole).
+            tty: run the child on a pseudo-terminal (24x80 unless ``window``); its
+                stdout and stderr are then merged into :attr:`OutputStream.PTY` and stdin
+                is the terminal.
             pipe_stdin: give a non-tty child a writable stdin pipe (else ``/dev/null``).
             arg0: what the child sees as ``argv[0]`` (default ``argv[0]``).
             process_id: the session's id (default: generated).
             grace: when the block is left with the child running, seconds between
                 SIGTERM and SIGKILL to its process group.
             retain_bytes: bound on retained output, see :class:`ProcessLog`.
+            extra_env: variables added to the child's environment, over ``env`` when it
+                is given, else over the backend's environment (so ``extra_env={"K": "V"}``
+                is the backend's environment plus ``K``).
+            window: ``(rows, cols)`` of the terminal from the start, each 1..65535; needs
+                ``tty=True``. The child never sees another size first (unlike a
+                :meth:`~ExecProcess.resize` after the start, which races the child).
 
         Raises:
             SpawnError: the program could not be started; ``filename`` names the program
@@ -99,7 +115,7 @@ class ExecBackend(abc.ABC):
                 also the subclass for its ``errno``: a :class:`FileNotFoundError` (ENOENT),
                 :class:`PermissionError` (EACCES, EPERM), :class:`NotADirectoryError`
                 (ENOTDIR) or :class:`IsADirectoryError` (EISDIR).
-            ValueError: bad arguments (empty ``argv``, ...).
+            ValueError: bad arguments (empty ``argv``, ``window`` without ``tty``, ...).
             TypeError: an argument of the wrong type.
 
         These are raised as themselves, never in an exception group; so is an exception
@@ -336,6 +352,27 @@ def check_dimensions(rows: int, cols: int) -> None:
     for name, value in (("rows", rows), ("cols", cols)):
         if not 1 <= value <= 65535:
             raise ValueError(f"{name} must be within 1..65535, not {value}")
+
+
+def check_window(window: tuple[int, int] | None, tty: bool) -> tuple[int, int] | None:
+    """Validate the ``window`` option of ``open_process`` and return it as ``(rows, cols)``.
+
+    Raises:
+        ValueError: not a pair of dimensions within 1..65535, or given without ``tty``.
+        TypeError: not a pair of ints.
+    """
+    if window is None:
+        return None
+    if not tty:
+        raise ValueError("window needs tty=True: only a terminal has a size")
+    try:
+        rows, cols = window
+    except (TypeError, ValueError):
+        raise TypeError(f"window must be a (rows, cols) pair, not {window!r}") from None
+    if type(rows) is not int or type(cols) is not int:
+        raise TypeError(f"window must be a pair of ints, not {window!r}")
+    check_dimensions(rows, cols)
+    return rows, cols
 
 
 def check_seconds(name: str, value: float) -> None:

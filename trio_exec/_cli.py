@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import trio
 
 from ._backend import ExecBackend, ExecProcess
-from ._errors import TrioExecError
+from ._errors import TrioExecError, UnsupportedOperation
 from ._events import Closed, Event, Exited, Failed, Output, OutputStream
 from ._retained import DEFAULT_RETAINED_BYTES
 from ._server import MAX_IN_FLIGHT_REQUESTS, MAX_PROCESSES_PER_SESSION, MAX_READ_WAIT
@@ -51,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Run ARGV, stream its output live, forward stdin and Ctrl-C, "
         "and exit with its exit code.",
     )
-    run.add_argument("--tty", action="store_true", help="run the command on a pseudo-terminal")
+    run.add_argument(
+        "--tty",
+        action="store_true",
+        help="run the command on a pseudo-terminal of this terminal's size (following its changes)",
+    )
     run.add_argument("--json", action="store_true", help="print one JSON event per line")
     run.add_argument("--cwd", help="working directory of the command")
     run.add_argument(
@@ -189,6 +193,37 @@ async def _forward_stdin(proc: ExecProcess) -> None:
         await proc.write(data)
 
 
+def _terminal_window() -> tuple[int, int] | None:
+    """``(rows, cols)`` of our terminal (stdin's, else stdout's or stderr's), if any."""
+    for fd in (0, 1, 2):
+        try:
+            size = os.get_terminal_size(fd)
+        except OSError:
+            continue
+        if size.lines > 0 and size.columns > 0:
+            return size.lines, size.columns
+    return None
+
+
+async def _forward_window_changes(proc: ExecProcess, started: tuple[int, int]) -> None:
+    """Resize the child's terminal whenever ours changes (SIGWINCH).
+
+    ``started`` is the size the child started with: a change made before the signal
+    receiver was installed is caught by comparing with it.
+    """
+    with trio.open_signal_receiver(signal.SIGWINCH) as changes:
+        last = started
+        while True:
+            window = _terminal_window()
+            if window is not None and window != last:
+                try:
+                    await proc.resize(*window)
+                except UnsupportedOperation:  # a server that cannot resize
+                    return
+                last = window
+            await anext(changes)
+
+
 async def _forward_signals(proc: ExecProcess) -> None:
     with trio.open_signal_receiver(*_FORWARDED_SIGNALS) as signals:
         async for signum in signals:
@@ -207,15 +242,22 @@ async def _run(args: argparse.Namespace, backend: ExecBackend) -> int:
         return 2
     interactive = args.tty and os.isatty(0)
     exit_code = FAILURE_EXIT_CODE
-    async with backend.open_process(argv, tty=args.tty, pipe_stdin=True, cwd=args.cwd) as proc:
+    # The child's terminal starts at the size of ours: it never sees 24x80 first.
+    window = _terminal_window() if args.tty else None
+    try:
+        opened = backend.open_process(
+            argv, tty=args.tty, pipe_stdin=True, cwd=args.cwd, window=window
+        )
+    except UnsupportedOperation:  # a server that cannot size a terminal: it stays 24x80
+        opened = backend.open_process(argv, tty=args.tty, pipe_stdin=True, cwd=args.cwd)
+    async with opened as proc:
         events = proc.events
-        if interactive and os.isatty(1):
-            rows, cols = os.get_terminal_size(1).lines, os.get_terminal_size(1).columns
-            await proc.resize(rows, cols)
         with _raw_terminal(0) if interactive else contextlib.nullcontext():
             async with open_service_nursery() as nursery:
                 nursery.start_soon(_forward_stdin, proc)
                 nursery.start_soon(_forward_signals, proc)
+                if window is not None:
+                    nursery.start_soon(_forward_window_changes, proc, window)
                 async for event in events:
                     if args.json:
                         line = json.dumps(event_to_json(event), separators=(",", ":"))

@@ -290,6 +290,7 @@ async def connect_command(
     env: Mapping[str, str] | None = None,
     stderr: CommandStderr = None,
     client_name: str = "trio-exec",
+    cwd: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[RemoteBackend]:
     """Run a command that serves the exec-server protocol on its stdin / stdout; yield a
     :class:`RemoteBackend` on it.
@@ -304,6 +305,9 @@ async def connect_command(
     CONTAINER trio-exec serve --listen stdio`` work the same way (``-i``: keep stdin open;
     no ``-t``: a terminal would mangle the stream). ``ssh`` joins its remote command with
     spaces for the remote shell: quote it (:func:`shlex.join`) when it needs quoting.
+    Processes opened without ``cwd`` or ``env`` run in the server's working directory with
+    the server's environment (the login's over ``ssh``, the container's with ``docker
+    exec``), never this process's.
 
     Args:
         argv: the command and its arguments (run directly, not through a shell).
@@ -317,6 +321,9 @@ async def connect_command(
             (which is still drained), and the exception is raised when the block is left,
             after the command was reaped, unless the block raised one of its own.
         client_name: sent in ``initialize``.
+        cwd: the command's working directory; None: this process's. A server the command
+            runs here (``trio-exec serve --listen stdio``) starts its children there when
+            they are opened without ``cwd``.
 
     Raises:
         ConnectionLost: the command cannot be started, or it exited, closed its stdout,
@@ -358,6 +365,7 @@ async def connect_command(
             stdout=subprocess.PIPE,
             stderr=None if stderr is None else subprocess.PIPE,
             env=None if env is None else dict(env),
+            cwd=cwd,
         )
     except OSError as exc:
         raise ConnectionLost(f"cannot run the command {shlex.join(argv)}: {exc}") from exc

@@ -49,6 +49,7 @@ from ._backend import (
     check_dimensions,
     check_env,
     check_seconds,
+    check_window,
     new_process_id,
 )
 from ._errors import SpawnError, UnsupportedOperation
@@ -437,8 +438,12 @@ async def _spawn(
     tty: bool,
     pipe_stdin: bool,
     arg0: str | None,
+    window: tuple[int, int] | None = None,
 ) -> _Child:
     """Start the child in a new session with its pipes or terminal.
+
+    A terminal gets its size (``window``, else 24x80) before the child is forked, so the
+    child never sees another one.
 
     **Cancellation:** spawning runs to completion in a worker thread; the caller owns the
     child as soon as this returns.
@@ -451,7 +456,8 @@ async def _spawn(
     master: int | None = None
     try:
         if tty:
-            master, slave = _pty.open_pty()
+            rows, cols = window or (_pty.DEFAULT_ROWS, _pty.DEFAULT_COLS)
+            master, slave = _pty.open_pty(rows, cols)
             parent_fds.append(master)
             child_fds.append(slave)
             stdin: int = slave
@@ -539,23 +545,35 @@ class LocalBackend(ExecBackend):
         process_id: str | None = None,
         grace: float = DEFAULT_GRACE,
         retain_bytes: int = DEFAULT_RETAINED_BYTES,
+        extra_env: Mapping[str, str] | None = None,
+        window: tuple[int, int] | None = None,
     ) -> AbstractAsyncContextManager[LocalProcess]:
         """See :meth:`ExecBackend.open_process`. Also raises ValueError for a process id
-        that is already open on this backend."""
+        that is already open on this backend.
+
+        Without ``env``, the child inherits ``os.environ`` as it is when this is called
+        (plus ``extra_env``); without ``cwd``, this process's working directory.
+        """
         args = check_argv(argv)
         check_seconds("grace", grace)
         if arg0 is not None and (not isinstance(arg0, str) or "\0" in arg0):
             raise ValueError("arg0 must be a str without NUL")
+        size = check_window(window, tty)
+        child_env = None if env is None else check_env(env)
+        if extra_env is not None:
+            child_env = {**(os.environ if child_env is None else child_env)}
+            child_env.update(check_env(extra_env))
         return self._open(
             args,
             cwd=cwd,
-            env=None if env is None else check_env(env),
+            env=child_env,
             tty=tty,
             pipe_stdin=pipe_stdin,
             arg0=arg0,
             process_id=process_id,
             grace=grace,
             log=ProcessLog(retain_bytes=retain_bytes),
+            window=size,
         )
 
     @asynccontextmanager
@@ -571,13 +589,22 @@ class LocalBackend(ExecBackend):
         process_id: str | None,
         grace: float,
         log: ProcessLog,
+        window: tuple[int, int] | None,
     ) -> AsyncIterator[LocalProcess]:
         pid = new_process_id() if process_id is None else process_id
         if pid in self._live:
             raise ValueError(f"process id {pid!r} is already open on this backend")
         self._live.add(pid)
         try:
-            child = await _spawn(args, cwd=cwd, env=env, tty=tty, pipe_stdin=pipe_stdin, arg0=arg0)
+            child = await _spawn(
+                args,
+                cwd=cwd,
+                env=env,
+                tty=tty,
+                pipe_stdin=pipe_stdin,
+                arg0=arg0,
+                window=window,
+            )
             proc = LocalProcess(pid, child, log)
             try:
                 async with open_service_nursery() as nursery:
@@ -605,6 +632,8 @@ def open_process(
     process_id: str | None = None,
     grace: float = DEFAULT_GRACE,
     retain_bytes: int = DEFAULT_RETAINED_BYTES,
+    extra_env: Mapping[str, str] | None = None,
+    window: tuple[int, int] | None = None,
 ) -> AbstractAsyncContextManager[LocalProcess]:
     """Open a process session on this machine: ``LocalBackend().open_process(...)``.
 
@@ -620,4 +649,6 @@ def open_process(
         process_id=process_id,
         grace=grace,
         retain_bytes=retain_bytes,
+        extra_env=extra_env,
+        window=window,
     )

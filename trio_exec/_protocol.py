@@ -91,6 +91,7 @@ __all__ = [
     "CloseStdinParams",
     "CloseStdinResult",
     "ClosedNotification",
+    "EnvironmentInfo",
     "ErrorObject",
     "ErrorResponse",
     "ExitedNotification",
@@ -120,12 +121,14 @@ __all__ = [
     "Response",
     "RpcClientState",
     "RpcDecodeError",
+    "ShellInfo",
     "SignalParams",
     "SignalResult",
     "StartParams",
     "StartResult",
     "TerminateParams",
     "TerminateResult",
+    "WindowSize",
     "WriteParams",
     "WriteResult",
     "decode_message",
@@ -260,6 +263,9 @@ class Extension(enum.StrEnum):
     """Sessions outlive a lost websocket connection for a detach time and are taken back with
     ``initialize {resumeSessionId}``; output retained at the loss is kept for the catch-up
     reads (see PROTOCOL.md, "Connection loss and resume")."""
+    WINDOW_SIZE = "windowSize"
+    """``process/start`` takes ``windowSize {rows, cols}``: a terminal child starts at that
+    size instead of 24x80."""
 
 
 class ProcessSignal(enum.Enum):
@@ -422,13 +428,49 @@ class InitializeParams:
 
 
 @attrs.frozen(kw_only=True)
+class ShellInfo:
+    """The server user's default shell, in :class:`EnvironmentInfo`."""
+
+    name: str
+    """Its kind: ``bash``, ``zsh``, ``sh``, ..."""
+    path: str
+    """Its executable."""
+
+
+@attrs.frozen(kw_only=True)
+class EnvironmentInfo:
+    """Facts about the server's side that a client needs for its defaults.
+
+    The reference's ``environmentInfo`` (of ``initialize`` and ``environment/info``), limited
+    to the fields trio_exec fills or reads; paths are ``file://`` URIs. Every field is
+    optional on the wire; other fields of the reference (``executorVersion``,
+    ``capabilities``, ...) are dropped.
+    """
+
+    shell: ShellInfo | None = None
+    """The user's default shell (required by the reference's schema, sent by both servers)."""
+    cwd: str | None = None
+    """The server's working directory: where a child runs when the client gives no ``cwd``."""
+    user_home_dir: str | None = None
+    """The home directory of the user the server runs as."""
+    platform_os: str | None = None
+    """The server's operating system, as Rust names it: ``linux``, ``macos``, ..."""
+    temporary_directories: tuple[str, ...] | None = None
+    """The temporary directories the server's environment names (``TMPDIR``)."""
+    temp_dir: str | None = None
+    """The server's temporary directory (``TMPDIR``, else ``/tmp``)."""
+
+
+@attrs.frozen(kw_only=True)
 class InitializeResult:
-    """Result of ``initialize``. Other fields of the reference (``environmentInfo``) are dropped."""
+    """Result of ``initialize``."""
 
     session_id: str
     """The session id, to pass as ``resume_session_id`` after a disconnect."""
     extensions: tuple[str, ...] = ()
     """The trio_exec extensions the server offers (see :class:`Extension`); empty for the reference."""
+    environment_info: EnvironmentInfo | None = None
+    """The server's side (its working directory, ...); None from a server that sends none."""
 
 
 @attrs.frozen(kw_only=True)
@@ -436,6 +478,16 @@ class InitializedNotification:
     """``initialized``: the client finished the handshake. Its params are ignored."""
 
     METHOD: ClassVar[str] = "initialized"
+
+
+@attrs.frozen(kw_only=True)
+class WindowSize:
+    """A terminal's size, the ``windowSize`` of ``process/start`` (extension ``windowSize``)."""
+
+    rows: int = attrs.field(validator=_window_dimension)
+    """Rows, 1 to :data:`MAX_WINDOW_DIMENSION`."""
+    cols: int = attrs.field(validator=_window_dimension)
+    """Columns, 1 to :data:`MAX_WINDOW_DIMENSION`."""
 
 
 @attrs.frozen(kw_only=True)
@@ -459,6 +511,8 @@ class StartParams:
     """Override ``argv[0]`` as the child sees it."""
     env_policy: dict[str, Any] | None = None
     """The reference's environment-inheritance policy, kept as an opaque JSON object."""
+    window_size: WindowSize | None = None
+    """Extension ``windowSize``: the terminal's size from the start (``tty`` only)."""
 
     @property
     def cwd_path(self) -> str:
@@ -762,7 +816,15 @@ _RENAMES: Final[Mapping[tuple[type, str], str]] = {(Output, "data"): "chunk"}
 _OMITTED_WHEN_NONE: Final[frozenset[tuple[type, str]]] = frozenset(
     {
         (InitializeParams, "resume_session_id"),
+        (InitializeResult, "environment_info"),
+        (EnvironmentInfo, "shell"),
+        (EnvironmentInfo, "cwd"),
+        (EnvironmentInfo, "user_home_dir"),
+        (EnvironmentInfo, "platform_os"),
+        (EnvironmentInfo, "temporary_directories"),
+        (EnvironmentInfo, "temp_dir"),
         (StartParams, "env_policy"),
+        (StartParams, "window_size"),
         (TerminateParams, "grace_ms"),
         (ExitedNotification, "signal"),
         (ReadResult, "first_retained_seq"),
@@ -1205,7 +1267,8 @@ def decode_params(method: str, raw_params: object) -> RequestParams:
 def decode_result(method: str, raw_result: object) -> RequestResult:
     """Type the result of a request to ``method`` (client side).
 
-    Unknown fields (the reference's ``environmentInfo``, ``sandboxDenied``) are dropped.
+    Unknown fields (the reference's ``sandboxDenied``, most of ``environmentInfo``) are
+    dropped.
 
     Raises:
         RpcDecodeError: :data:`INVALID_PARAMS` if the result does not fit its type,

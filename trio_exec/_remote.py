@@ -120,6 +120,7 @@ from ._backend import (
     check_dimensions,
     check_env,
     check_seconds,
+    check_window,
     new_process_id,
 )
 from ._errors import (
@@ -139,6 +140,7 @@ from ._protocol import (
     ClosedNotification,
     CloseStdinParams,
     CloseStdinResult,
+    EnvironmentInfo,
     ErrorResponse,
     ExitedNotification,
     Extension,
@@ -164,6 +166,7 @@ from ._protocol import (
     StartResult,
     TerminateParams,
     TerminateResult,
+    WindowSize,
     WriteParams,
     WriteResult,
     decode_message,
@@ -181,6 +184,7 @@ __all__ = [
     "CATCH_UP_READ_BYTES",
     "CLOSE_TIMEOUT",
     "DISCONNECTED",
+    "FALLBACK_CWD",
     "INITIALIZE_TIMEOUT",
     "MAX_IN_FLIGHT_REQUESTS",
     "MAX_REORDER_BYTES",
@@ -273,6 +277,15 @@ together do not come back in lockstep."""
 CATCH_UP_READ_BYTES: Final = 1024 * 1024
 """``maxBytes`` of each catch-up ``process/read`` after a resume (1 MiB, about 1.4 MB of
 base64, well under the 16 MiB message limit however much the server retains)."""
+
+FALLBACK_CWD: Final = "/"
+"""Where a child runs when neither the caller nor the server names a directory.
+
+A server tells its working directory in the ``initialize`` result (``environmentInfo.cwd``),
+and a child started without ``cwd`` runs there. A server that does not (older releases of
+the reference) gets the root directory, which exists on every POSIX host, rather than this
+client's directory, which may not exist there (in a container, say) and would make every
+spawn fail with a misleading "No such file or directory"."""
 
 _R = TypeVar("_R")
 
@@ -885,6 +898,9 @@ class RemoteBackend(ExecBackend):
         """The server's session id (what a resume asks for), once initialized."""
         self.extensions: frozenset[str] = frozenset()
         """The protocol extensions the server advertised (see :class:`Extension`)."""
+        self.environment_info: EnvironmentInfo | None = None
+        """What the server told of its side in ``initialize`` (its working directory,
+        home, shell, ...), or None if it told nothing."""
 
     def __repr__(self) -> str:
         state = (
@@ -977,6 +993,7 @@ class RemoteBackend(ExecBackend):
             )
             self.session_id = result.session_id
             self.extensions = frozenset(result.extensions)
+            self.environment_info = result.environment_info
             self._rpc.notify(InitializedNotification())
             self._usable.set()
             return
@@ -1312,15 +1329,30 @@ class RemoteBackend(ExecBackend):
         process_id: str | None = None,
         grace: float = DEFAULT_GRACE,
         retain_bytes: int = DEFAULT_RETAINED_BYTES,
+        extra_env: Mapping[str, str] | None = None,
+        window: tuple[int, int] | None = None,
     ) -> AbstractAsyncContextManager[RemoteProcess]:
         """See :meth:`ExecBackend.open_process`. Differences on a remote server:
 
         Args:
-            cwd: an absolute path *on the server*; default: this client's current
-                directory (``os.getcwd()``), since the protocol requires one. It is sent
-                as a ``file://`` URI. A relative path raises ValueError.
-            env: the child's exact environment, sent as is; default: a copy of this
-                client's ``os.environ`` (not the server's environment).
+            cwd: an absolute path *on the server*, sent as a ``file://`` URI; a relative
+                path raises ValueError. Default: the server's working directory, which
+                it reported in ``initialize`` (:attr:`environment_info`); from a server
+                that reported none, :data:`FALLBACK_CWD`. Never this client's directory.
+            env: the child's exact environment, sent as is. Default: the *server's*
+                environment, whole: the request carries ``env: {}`` and the ``envPolicy``
+                ``{inherit: "all", ignoreDefaultExcludes: true}``, so the server does not
+                drop its variables named like ``*KEY*``, ``*SECRET*`` or ``*TOKEN*``
+                (the reference's default excludes); the reference still leaves out its
+                own launch variables (``CODEX_EXEC_SERVER_*``, ``NODE_REPL_AUTH_TOKEN``,
+                ...). Nothing of this client's environment is sent.
+            extra_env: added over ``env`` when it is given; otherwise sent as the
+                policy's ``set``: the server's environment plus these variables.
+            window: with the ``windowSize`` extension, sent in ``process/start``. A
+                server with ``resize`` but not ``windowSize`` (an older trio_exec) starts
+                the terminal at 24x80 and is resized before the block is entered, so the
+                child may see 24x80 first and then get SIGWINCH. A server with neither
+                (the reference) raises :class:`UnsupportedOperation`.
             grace: used only when the server advertises ``gracefulTerminate``; otherwise
                 leaving the block with the child running kills its group at once.
 
@@ -1335,6 +1367,7 @@ class RemoteBackend(ExecBackend):
             ValueError: bad arguments, here or on the server (-32602); an argv item that
                 is not valid UTF-8 (the protocol carries text); a process id that is
                 already open on this backend.
+            UnsupportedOperation: ``window`` with a server that cannot size a terminal.
             RemoteError: any other error answer (e.g. a process id the server still
                 retains).
             ConnectionLost: the connection is broken.
@@ -1360,25 +1393,57 @@ class RemoteBackend(ExecBackend):
             raise ValueError("arg0 must be a str without NUL")
         if process_id is not None and not isinstance(process_id, str):
             raise TypeError(f"process_id must be a str, not {type(process_id).__name__}")
-        directory = os.getcwd() if cwd is None else os.fspath(cwd)
+        size = check_window(window, bool(tty))
+        resize_after_start: tuple[int, int] | None = None
+        if size is not None and not self.supports(Extension.WINDOW_SIZE):
+            if not self.supports(Extension.RESIZE):
+                raise UnsupportedOperation(
+                    "window= needs the exec server's `windowSize` (or `resize`) protocol "
+                    "extension, which this server does not advertise (codex exec-server "
+                    "0.169 has none: its terminals are 24x80)"
+                )
+            resize_after_start, size = size, None
+        extra = {} if extra_env is None else check_env(extra_env)
+        params = StartParams(
+            process_id=new_process_id() if process_id is None else process_id,
+            argv=tuple(args),
+            cwd=self._cwd_uri(cwd),
+            env={} if env is None else {**check_env(env), **extra},
+            tty=bool(tty),
+            pipe_stdin=bool(pipe_stdin),
+            arg0=arg0,
+            env_policy=None if env is not None else _inherit_server_environment(extra),
+            window_size=None if size is None else WindowSize(rows=size[0], cols=size[1]),
+        )
+        return self._open(
+            params,
+            grace=grace,
+            log=ProcessLog(retain_bytes=retain_bytes),
+            resize_after_start=resize_after_start,
+        )
+
+    def _cwd_uri(self, cwd: str | os.PathLike[str] | None) -> str:
+        """The ``cwd`` of ``process/start``: the caller's, else the server's own."""
+        if cwd is None:
+            info = self.environment_info
+            if info is not None and info.cwd is not None:
+                return info.cwd
+            return path_to_file_uri(FALLBACK_CWD)
+        directory = os.fspath(cwd)
         if not isinstance(directory, str):
             raise TypeError("cwd must be a str path")
         if not os.path.isabs(directory):
             raise ValueError(f"cwd must be an absolute path on the server, not {directory!r}")
-        params = StartParams(
-            process_id=new_process_id() if process_id is None else process_id,
-            argv=tuple(args),
-            cwd=path_to_file_uri(directory),
-            env=check_env(os.environ if env is None else env),
-            tty=bool(tty),
-            pipe_stdin=bool(pipe_stdin),
-            arg0=arg0,
-        )
-        return self._open(params, grace=grace, log=ProcessLog(retain_bytes=retain_bytes))
+        return path_to_file_uri(directory)
 
     @asynccontextmanager
     async def _open(
-        self, params: StartParams, *, grace: float, log: ProcessLog
+        self,
+        params: StartParams,
+        *,
+        grace: float,
+        log: ProcessLog,
+        resize_after_start: tuple[int, int] | None = None,
     ) -> AsyncIterator[RemoteProcess]:
         process_id = params.process_id
         if process_id in self._live:
@@ -1398,6 +1463,8 @@ class RemoteBackend(ExecBackend):
                 route.stop()
                 raise
             try:
+                if resize_after_start is not None:
+                    await proc.resize(*resize_after_start)
                 yield proc
             finally:
                 with trio.CancelScope(shield=True):
@@ -1747,6 +1814,23 @@ _PATH_ERRNOS: Final = frozenset(
     {_errno.ENOENT, _errno.ENOTDIR, _errno.EACCES, _errno.ELOOP, _errno.ENAMETOOLONG}
 )
 """Errnos that a bad working directory gives as well as a bad program."""
+
+
+def _inherit_server_environment(extra: dict[str, str]) -> dict[str, object]:
+    """The ``envPolicy`` that gives a child the server's whole environment plus ``extra``.
+
+    Every field is sent: the reference requires all five. ``ignoreDefaultExcludes``, since
+    the reference's default excludes (``*KEY*``, ``*SECRET*``, ``*TOKEN*``) would also drop
+    variables such as ``GPG_KEY``, ``KEYTIMEOUT`` or ``GITHUB_TOKEN`` that the user set on
+    the server on purpose, which ``ssh`` and ``docker exec`` pass on.
+    """
+    return {
+        "inherit": "all",
+        "ignoreDefaultExcludes": True,
+        "exclude": [],
+        "set": extra,
+        "includeOnly": [],
+    }
 
 
 def _start_error(exc: RemoteError, params: StartParams) -> Exception:

@@ -91,6 +91,10 @@ deliberate differences:
   exceed what the network buffers hold for a resume to lose nothing.
 * A ``process/write`` cut off by a lost connection completes in the session, and a resend
   with its ``writeId`` answers its status once it did; the reference may write part of it.
+* ``envPolicy`` follows the reference's rules (see :func:`_policy_env`) but takes missing
+  fields as their defaults (the reference requires all five), and no variable is always
+  left out (the reference drops its own launch variables). ``environmentInfo`` carries
+  the fields this server can fill honestly (see :func:`_environment_info`).
 """
 
 from __future__ import annotations
@@ -104,8 +108,11 @@ import ipaddress
 import logging
 import math
 import os
+import pwd
+import shutil
 import signal as _signal
 import ssl
+import sys
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -130,6 +137,7 @@ from ._protocol import (
     ClosedNotification,
     CloseStdinParams,
     CloseStdinResult,
+    EnvironmentInfo,
     ErrorResponse,
     ExitedNotification,
     Extension,
@@ -149,6 +157,7 @@ from ._protocol import (
     ResizeResult,
     Response,
     RpcDecodeError,
+    ShellInfo,
     SignalParams,
     SignalResult,
     StartParams,
@@ -163,6 +172,7 @@ from ._protocol import (
     make_error_response,
     make_notification,
     make_response,
+    path_to_file_uri,
 )
 from ._retained import DEFAULT_RETAINED_BYTES, EventSubscription
 from ._transport import (
@@ -282,8 +292,21 @@ SERVER_EXTENSIONS: Final = tuple(extension.value for extension in Extension)
 """The extensions this server advertises in the ``initialize`` result: all of them."""
 
 _CORE_ENV_VARS: Final = frozenset(
-    {"HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP"}
+    [
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "LOGNAME",
+        "PATH",
+        "SHELL",
+        "TEMP",
+        "TMP",
+        "TMPDIR",
+        "USER",
+    ]
 )
+"""``inherit: "core"`` of ``envPolicy``: the reference 0.169's list (seen live)."""
 _DEFAULT_ENV_EXCLUDES: Final = ("*KEY*", "*SECRET*", "*TOKEN*")
 _PROTOCOL_PARSE_PREFIX: Final = "failed to parse JSON-RPC message: "
 _STDIO_PARSE_PREFIX: Final = "failed to parse JSON-RPC message from exec-server stdio"
@@ -926,7 +949,11 @@ class _Connection:
         session.attach(self)  # no checkpoint since the checks: no other connection raced us
         self.session = session
         self._handshake = _Handshake.INITIALIZED
-        result = InitializeResult(session_id=session.session_id, extensions=SERVER_EXTENSIONS)
+        result = InitializeResult(
+            session_id=session.session_id,
+            extensions=SERVER_EXTENSIONS,
+            environment_info=_environment_info(),
+        )
         await self._send(make_response(request_id, result))
         # Live notifications follow the response; what happened while detached is read.
         session.forward_all(self)
@@ -1053,6 +1080,7 @@ class _Connection:
         server = self._server
         session = self.session
         assert session is not None
+        size = params.window_size
         async with server.backend.open_process(
             params.argv,
             cwd=params.cwd_path,
@@ -1062,6 +1090,7 @@ class _Connection:
             arg0=params.arg0,
             grace=server.session_end_grace,
             retain_bytes=server.retain_bytes,
+            window=None if size is None else (size.rows, size.cols),
         ) as proc:
             # Subscribe before anything can be sequenced: no event is missed. The forwarder
             # is a task of the attached connection, so leaving this block never waits for
@@ -1286,7 +1315,67 @@ def _spawn_error_data(exc: SpawnError) -> dict[str, object] | None:
     return data or None
 
 
-# -- environment policy --------------------------------------------------------------------------
+# -- environment info and policy ------------------------------------------------------------------
+
+
+def _environment_info() -> EnvironmentInfo:
+    """What ``initialize`` tells a client of this server's side, as the reference does.
+
+    The working directory (where a child runs when the client gives no ``cwd``), the
+    user's home, default shell and temporary directory, and the operating system; all
+    read when asked, so a server whose process changed directory reports the new one.
+    Fields that cannot be known (a deleted working directory) are left out. The
+    reference's ``executorVersion``, ``providerId``, ``prependPathDirs`` and
+    ``capabilities`` describe codex itself and are not sent.
+    """
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:
+        cwd = None
+    home = os.path.expanduser("~")
+    tmpdir = os.environ.get("TMPDIR") or None
+    if tmpdir is not None and cwd is not None:
+        tmpdir = os.path.join(cwd, tmpdir)
+    return EnvironmentInfo(
+        shell=_user_shell(),
+        cwd=_file_uri_or_none(cwd),
+        user_home_dir=_file_uri_or_none(home),
+        platform_os=_PLATFORM_OS.get(sys.platform, sys.platform.rstrip("0123456789")),
+        temporary_directories=tuple(uri for uri in (_file_uri_or_none(tmpdir),) if uri is not None),
+        temp_dir=_file_uri_or_none(tmpdir or "/tmp"),
+    )
+
+
+_PLATFORM_OS: Final = {"darwin": "macos", "win32": "windows"}
+"""``sys.platform`` values that Rust's ``std::env::consts::OS`` spells otherwise."""
+
+_KNOWN_SHELLS: Final = ("bash", "zsh", "sh")
+
+
+def _file_uri_or_none(path: str | None) -> str | None:
+    if path is None or not os.path.isabs(path):
+        return None
+    try:
+        return path_to_file_uri(path)
+    except ValueError:
+        return None
+
+
+def _user_shell() -> ShellInfo:
+    """The user's login shell (from the password database) when it is a known kind and
+    executable; else bash, zsh or ``/bin/sh``, as the reference picks it."""
+    try:
+        login = pwd.getpwuid(os.getuid()).pw_shell
+    except KeyError:
+        login = ""
+    name = os.path.splitext(os.path.basename(login))[0]
+    if name in _KNOWN_SHELLS and os.access(login, os.X_OK):
+        return ShellInfo(name=name, path=login)
+    for name in ("bash", "zsh"):
+        found = shutil.which(name)
+        if found is not None:
+            return ShellInfo(name=name, path=found)
+    return ShellInfo(name="sh", path="/bin/sh")
 
 
 def _child_env(params: StartParams) -> dict[str, str]:
@@ -1306,12 +1395,14 @@ def _child_env(params: StartParams) -> dict[str, str]:
 def _policy_env(policy: Mapping[str, Any], base: Mapping[str, str]) -> dict[str, str]:
     """Build an environment from ``base`` with the reference's ``envPolicy`` rules.
 
-    In order: start from ``inherit`` (``"all"``, ``"core"``: HOME, LOGNAME, PATH, SHELL,
-    USER, USERNAME, TMPDIR, TEMP, TMP, or ``"none"``); unless ``ignoreDefaultExcludes``,
+    In order: start from ``inherit`` (``"all"``, ``"core"``: HOME, LANG, LC_ALL, LC_CTYPE,
+    LOGNAME, PATH, SHELL, TEMP, TMP, TMPDIR, USER, or ``"none"``); unless ``ignoreDefaultExcludes``,
     drop names matching ``*KEY*``, ``*SECRET*``, ``*TOKEN*``; drop ``exclude``; add
     ``set``; when ``includeOnly`` is non-empty keep only matching names. Patterns are
     case-insensitive globs. Missing fields take the defaults ``all``, false, ``[]``, ``{}``,
-    ``[]``.
+    ``[]`` (the reference requires all five). Unlike the reference, no variable is always
+    left out: it drops its own launch variables (``CODEX_EXEC_SERVER_*``,
+    ``NODE_REPL_AUTH_TOKEN``, ``OPENAI_*`` identity files), which mean nothing here.
 
     Raises:
         ValueError: a field of the wrong type or an unknown ``inherit``.
@@ -1325,7 +1416,7 @@ def _policy_env(policy: Mapping[str, Any], base: Mapping[str, str]) -> dict[str,
         env = {}
     else:
         raise ValueError(
-            f"unknown variant `{inherit}`, expected one of `all`, `core`, `none` "
+            f"unknown variant `{inherit}`, expected one of `core`, `all`, `none` "
             "at `envPolicy.inherit`"
         )
     ignore_defaults = policy.get("ignoreDefaultExcludes", False)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import trio
+
+from trio_exec.testing.reference import open_server_process
 
 from ..conformance.helpers import TIMEOUT
 
@@ -85,3 +89,25 @@ async def test_ctrl_c_is_forwarded_to_the_child() -> None:
             output += chunk
         assert await proc.wait() == 7
     assert output == b"ready\ngot-int\n"
+
+
+async def test_remote_run_uses_the_servers_directory_and_environment(tmp_path: Path) -> None:
+    # From a directory the server is not in, with a variable the server does not have.
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    server_env = dict(os.environ, TRIO_EXEC_TEST_SERVER_SIDE="server")
+    server = [*CLI, "serve", "--listen", "ws://127.0.0.1:0"]
+    script = 'pwd -P; echo "${TRIO_EXEC_TEST_SERVER_SIDE-unset} ${TRIO_EXEC_TEST_CLIENT-unset}"'
+    with trio.fail_after(TIMEOUT):
+        async with open_server_process(server, env=server_env, cwd=server_dir) as url:
+            done = await trio.run_process(
+                [*CLI, "run", "--remote", url, "--", "sh", "-c", script],
+                env=dict(os.environ, TRIO_EXEC_TEST_CLIENT="client"),
+                cwd=tmp_path,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+    assert (done.returncode, done.stderr) == (0, b"")
+    real_dir = await trio.Path(server_dir).resolve()
+    assert done.stdout.decode() == f"{real_dir}\nserver unset\n"

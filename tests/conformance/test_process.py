@@ -460,6 +460,31 @@ async def test_tty_resize_delivers_sigwinch(backend: tx.ExecBackend) -> None:
     assert summary.output[PTY] == b"ready\r\n40 132\r\n"
 
 
+async def test_tty_starts_at_the_given_window(backend: tx.ExecBackend) -> None:
+    # The size is the terminal's before the child runs: no resize races it.
+    for _ in range(3):
+        async with backend.open_process(["stty", "size"], tty=True, window=(40, 120)) as proc:
+            events = await collect(proc)
+        assert check_event_stream(events).output[PTY] == b"40 120\r\n"
+    script = "trap 'stty size; exit 0' WINCH; stty size; while :; do sleep 0.01; done"
+    async with backend.open_process(["sh", "-c", script], tty=True, window=(50, 100)) as proc:
+        channel = proc.events
+        with trio.fail_after(TIMEOUT):
+            first = await channel.receive()
+            assert isinstance(first, tx.Output)
+            assert first.data == b"50 100\r\n"
+            await proc.resize(30, 90)  # and it still resizes
+            rest = [event async for event in channel]
+    assert check_event_stream([first, *rest]).output[PTY] == b"50 100\r\n30 90\r\n"
+
+
+async def test_window_needs_a_terminal(backend: tx.ExecBackend) -> None:
+    with pytest.raises(ValueError, match="tty"):
+        backend.open_process(["true"], window=(40, 120))
+    with pytest.raises(ValueError, match="cols"):
+        backend.open_process(["true"], tty=True, window=(40, 0))
+
+
 async def test_resize_without_tty_is_unsupported(backend: tx.ExecBackend) -> None:
     async with backend.open_process(["true"]) as proc:
         with pytest.raises(tx.UnsupportedOperation):

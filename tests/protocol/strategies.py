@@ -14,6 +14,7 @@ from trio_exec._protocol import (
     ClosedNotification,
     CloseStdinParams,
     CloseStdinResult,
+    EnvironmentInfo,
     ErrorObject,
     ErrorResponse,
     ExitedNotification,
@@ -36,12 +37,14 @@ from trio_exec._protocol import (
     ResizeParams,
     ResizeResult,
     Response,
+    ShellInfo,
     SignalParams,
     SignalResult,
     StartParams,
     StartResult,
     TerminateParams,
     TerminateResult,
+    WindowSize,
     WriteParams,
     WriteResult,
     path_to_file_uri,
@@ -91,6 +94,12 @@ start_params = st.builds(
     pipe_stdin=st.booleans(),
     arg0=st.none() | texts,
     env_policy=st.none() | json_objects,
+    window_size=st.none()
+    | st.builds(
+        WindowSize,
+        rows=st.integers(min_value=1, max_value=0xFFFF),
+        cols=st.integers(min_value=1, max_value=0xFFFF),
+    ),
 )
 read_params = st.builds(
     ReadParams,
@@ -125,8 +134,20 @@ request_params: st.SearchStrategy[RequestParams] = st.one_of(
     list_params,
 )
 
+environment_infos = st.builds(
+    EnvironmentInfo,
+    shell=st.none() | st.builds(ShellInfo, name=texts, path=texts),
+    cwd=st.none() | file_uris,
+    user_home_dir=st.none() | file_uris,
+    platform_os=st.none() | texts,
+    temporary_directories=st.none() | st.lists(file_uris, max_size=2).map(tuple),
+    temp_dir=st.none() | file_uris,
+)
 initialize_results = st.builds(
-    InitializeResult, session_id=texts, extensions=st.lists(texts, max_size=4).map(tuple)
+    InitializeResult,
+    session_id=texts,
+    extensions=st.lists(texts, max_size=4).map(tuple),
+    environment_info=st.none() | environment_infos,
 )
 start_results = st.builds(StartResult, process_id=texts, sandbox_type=texts)
 read_results = st.builds(

@@ -15,6 +15,7 @@ from trio_exec._protocol import (
     ClosedNotification,
     CloseStdinParams,
     CloseStdinResult,
+    EnvironmentInfo,
     ErrorResponse,
     ExitedNotification,
     InitializedNotification,
@@ -34,12 +35,14 @@ from trio_exec._protocol import (
     ResizeParams,
     ResizeResult,
     Response,
+    ShellInfo,
     SignalParams,
     SignalResult,
     StartParams,
     StartResult,
     TerminateParams,
     TerminateResult,
+    WindowSize,
     WriteParams,
     WriteResult,
     decode_message,
@@ -127,6 +130,27 @@ REQUEST_GOLDENS: list[tuple[str, RequestParams]] = [
             env_policy={"inherit": "core", "includeOnly": []},
         ),
     ),
+    (
+        '{"id":3,"method":"process/start","params":{"processId":"p3","argv":["vi"],'
+        '"cwd":"file:///","env":{},"tty":true,"pipeStdin":false,"arg0":null,'
+        '"envPolicy":{"inherit":"all","ignoreDefaultExcludes":true,"exclude":[],"set":{},'
+        '"includeOnly":[]},"windowSize":{"rows":40,"cols":120}}}',
+        StartParams(
+            process_id="p3",
+            argv=("vi",),
+            cwd="file:///",
+            env={},
+            tty=True,
+            env_policy={
+                "inherit": "all",
+                "ignoreDefaultExcludes": True,
+                "exclude": [],
+                "set": {},
+                "includeOnly": [],
+            },
+            window_size=WindowSize(rows=40, cols=120),
+        ),
+    ),
 ]
 
 READ_RESULT = ReadResult(
@@ -171,6 +195,18 @@ RESULT_GOLDENS: list[tuple[str, str, RequestResult]] = [
         "initialize",
         '{"id":3,"result":{"sessionId":"0b5c","extensions":["closeStdin","resize"]}}',
         InitializeResult(session_id="0b5c", extensions=("closeStdin", "resize")),
+    ),
+    (
+        "initialize",
+        '{"id":3,"result":{"sessionId":"0b5c","extensions":["windowSize"],'
+        '"environmentInfo":{"shell":{"name":"sh","path":"/bin/sh"},"cwd":"file:///srv"}}}',
+        InitializeResult(
+            session_id="0b5c",
+            extensions=("windowSize",),
+            environment_info=EnvironmentInfo(
+                shell=ShellInfo(name="sh", path="/bin/sh"), cwd="file:///srv"
+            ),
+        ),
     ),
     (
         "process/write",
@@ -295,16 +331,29 @@ def test_reference_read_without_optional_fields() -> None:
     assert params == ReadParams(process_id="p1", after_seq=None, max_bytes=None, wait_ms=None)
 
 
-def test_reference_initialize_result_drops_environment_info() -> None:
+def test_reference_initialize_result_keeps_the_environment_info_we_use() -> None:
+    # The 0.169 binary's answer, seen live (paths shortened); the codex-specific fields
+    # (executorVersion, providerId, prependPathDirs, capabilities) are dropped.
     frame = (
         '{"id":1,"result":{"sessionId":"9f0c","environmentInfo":{"shell":{"name":"bash",'
-        '"path":"/bin/bash"},"executorVersion":"0.169.0","cwd":"file:///srv/example",'
-        '"capabilities":{"networkProxyLaunch":true}}}}'
+        '"path":"/bin/bash"},"executorVersion":"0.169.0","providerId":"sha256:2101",'
+        '"cwd":"file:///srv/example","userHomeDir":"file:///root","platformOs":"linux",'
+        '"prependPathDirs":["file:///opt/codex-path"],"temporaryDirectories":[],'
+        '"tempDir":"file:///tmp","capabilities":{"networkProxyLaunch":true}}}}'
     )
     message = decode_message(frame)
     assert isinstance(message, Response)
     assert decode_result("initialize", message.result) == InitializeResult(
-        session_id="9f0c", extensions=()
+        session_id="9f0c",
+        extensions=(),
+        environment_info=EnvironmentInfo(
+            shell=ShellInfo(name="bash", path="/bin/bash"),
+            cwd="file:///srv/example",
+            user_home_dir="file:///root",
+            platform_os="linux",
+            temporary_directories=(),
+            temp_dir="file:///tmp",
+        ),
     )
 
 

@@ -126,6 +126,7 @@ def test_extension_names() -> None:
         "readGap",
         "list",
         "resume",
+        "windowSize",
     ]
 
 

@@ -30,9 +30,15 @@ JsonDict = dict[str, Any]
 class FakeServer:
     """The server end of a memory transport; every method is one raw protocol step."""
 
-    def __init__(self, transport: MemoryTransport, extensions: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        transport: MemoryTransport,
+        extensions: Sequence[str] = (),
+        environment_info: JsonDict | None = None,
+    ) -> None:
         self.transport = transport
         self.extensions = list(extensions)
+        self.environment_info = environment_info
         self.handshake_done = trio.Event()
         self.received: list[JsonDict] = []
         """Every message received from the client, in order."""
@@ -103,7 +109,10 @@ class FakeServer:
         """Answer ``initialize`` and take ``initialized``, like a trio_exec server."""
         init = await self.request("initialize")
         assert init["params"]["clientName"]
-        await self.respond(init, {"sessionId": "session-1", "extensions": self.extensions})
+        result: JsonDict = {"sessionId": "session-1", "extensions": self.extensions}
+        if self.environment_info is not None:
+            result["environmentInfo"] = self.environment_info
+        await self.respond(init, result)
         initialized = await self.receive()
         assert initialized["method"] == "initialized", initialized
         assert "id" not in initialized
@@ -204,13 +213,15 @@ async def send_events(server: FakeServer, process_id: str, events: Iterable[tx.E
 @asynccontextmanager
 async def open_fake(
     extensions: Sequence[str] = (),
+    environment_info: JsonDict | None = None,
 ) -> AsyncIterator[tuple[RemoteBackend, FakeServer, trio.Nursery]]:
-    """A RemoteBackend connected to a FakeServer that has done the handshake.
+    """A RemoteBackend connected to a FakeServer that has done the handshake (whose
+    ``initialize`` result carries ``environment_info`` when given).
 
     Yields a nursery for server-side tasks; it is cancelled when the block ends.
     """
     client_end, server_end = memory_transport_pair()
-    server = FakeServer(server_end, extensions)
+    server = FakeServer(server_end, extensions, environment_info)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.handshake)
         async with open_remote_backend(client_end) as backend:

@@ -11,6 +11,7 @@ import errno
 import os
 import signal
 from collections.abc import Sequence
+from unittest.mock import ANY
 
 import pytest
 import trio
@@ -77,10 +78,13 @@ async def test_start_request_defaults_and_mapping() -> None:
         assert server.methods() == ["process/start", "process/terminate"]
         params = server.received[2]["params"]
         assert params["argv"] == ["echo", "hi"]
-        assert params["cwd"] == "file://" + os.getcwd()
-        assert params["env"] == dict(os.environ)
+        # The server's side by default; this server told nothing of its directory.
+        assert params["cwd"] == "file:///"
+        assert params["env"] == {}
+        assert params["envPolicy"] == INHERIT_ALL
         assert (params["tty"], params["pipeStdin"], params["arg0"]) == (False, False, None)
         assert params["processId"] == proc.process_id
+        assert "windowSize" not in params
 
         async with backend.open_process(
             ["sh"],
@@ -106,10 +110,80 @@ async def test_start_request_defaults_and_mapping() -> None:
         }
 
 
+INHERIT_ALL: JsonDict = {
+    "inherit": "all",
+    "ignoreDefaultExcludes": True,
+    "exclude": [],
+    "set": {},
+    "includeOnly": [],
+}
+"""The ``envPolicy`` of a start without ``env``: the server's whole environment."""
+
+
+async def test_defaults_are_the_servers_side() -> None:
+    info = {"shell": {"name": "sh", "path": "/bin/sh"}, "cwd": "file:///srv/a%20b"}
+    async with open_fake(environment_info=info) as (backend, server, nursery):
+        nursery.start_soon(server.serve_generic)
+        assert backend.environment_info is not None
+        assert backend.environment_info.cwd == "file:///srv/a%20b"
+        async with backend.open_process(["true"]):
+            pass
+        params = server.received[2]["params"]
+        assert (params["cwd"], params["env"], params["envPolicy"]) == (
+            "file:///srv/a%20b",
+            {},
+            INHERIT_ALL,
+        )
+        # extra_env adds to the server's environment ...
+        async with backend.open_process(["true"], extra_env={"K": "V"}):
+            pass
+        params = server.received[4]["params"]
+        assert (params["env"], params["envPolicy"]) == ({}, {**INHERIT_ALL, "set": {"K": "V"}})
+        # ... or to the exact env given, which is sent without a policy.
+        async with backend.open_process(
+            ["true"], cwd="/tmp", env={"A": "1", "K": "old"}, extra_env={"K": "V"}
+        ):
+            pass
+        params = server.received[6]["params"]
+        assert params["cwd"] == "file:///tmp"
+        assert params["env"] == {"A": "1", "K": "V"}
+        assert "envPolicy" not in params
+
+
+async def test_window_goes_in_the_start_request() -> None:
+    async with open_fake(["windowSize", "resize"]) as (backend, server, nursery):
+        nursery.start_soon(server.serve_generic)
+        async with backend.open_process(["vi"], tty=True, window=(40, 120)):
+            pass
+        assert server.methods() == ["process/start", "process/terminate"]
+        assert server.received[2]["params"]["windowSize"] == {"rows": 40, "cols": 120}
+
+
+async def test_window_without_the_extension_is_a_resize_at_once() -> None:
+    async with open_fake(["resize"]) as (backend, server, nursery):
+        nursery.start_soon(server.serve_generic)
+        async with backend.open_process(["vi"], tty=True, window=(40, 120)):
+            assert server.methods() == ["process/start", "process/resize"]
+        assert "windowSize" not in server.received[2]["params"]
+        assert server.received[3]["params"] == {"processId": ANY, "rows": 40, "cols": 120}
+
+
+async def test_window_needs_a_server_that_sizes_terminals() -> None:
+    async with open_fake() as (backend, server, _):
+        with pytest.raises(tx.UnsupportedOperation, match="resize"):
+            backend.open_process(["vi"], tty=True, window=(40, 120))
+        assert server.methods() == []
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
         ({"cwd": "relative/dir"}, ValueError),
+        ({"extra_env": {"A=B": "1"}}, ValueError),
+        ({"window": (24, 80)}, ValueError),  # without tty
+        ({"window": (0, 80), "tty": True}, ValueError),
+        ({"window": (24, 80.0), "tty": True}, TypeError),
+        ({"window": 24, "tty": True}, TypeError),
         ({"env": {"A=B": "1"}}, ValueError),
         ({"env": {"A": 1}}, TypeError),
         ({"arg0": "a\0b"}, ValueError),

@@ -34,11 +34,14 @@ from trio_exec._protocol import (
     TerminateResult,
     WriteParams,
     WriteResult,
+    path_to_file_uri,
 )
 from trio_exec._remote import RemoteBackend, connect, open_remote_backend
 from trio_exec._transport import MessageTransport, open_websocket_transport
 from trio_exec.testing import check_event_stream
+from trio_exec.testing.reference import open_reference_server, open_server_process
 
+from .conftest import SERVER_KINDS
 from .helpers import process_alive
 
 pytestmark = pytest.mark.reference
@@ -87,18 +90,47 @@ async def test_stdout_stderr_exit_code(server_url: str) -> None:
     assert summary.closed.seq == 4
 
 
-async def test_defaults_are_the_clients_cwd_and_environment(
-    server_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.fixture(params=SERVER_KINDS)
+async def server_elsewhere(
+    request: pytest.FixtureRequest, reference_binary: Path, tmp_path: Path
+) -> AsyncIterator[tuple[str, Path]]:
+    """Each server in turn, run in a directory of its own with a marker variable; yields
+    its URL and its directory."""
+    server_dir = tmp_path / "server side"
+    server_dir.mkdir()
+    env = dict(os.environ, TRIO_EXEC_MARKER="from-the-server", TRIO_EXEC_TEST_TOKEN="kept")
+    if request.param == "reference":
+        server = open_reference_server(reference_binary, cwd=server_dir, env=env)
+    else:
+        argv = [sys.executable, "-m", "trio_exec", "serve", "--listen", "ws://127.0.0.1:0"]
+        server = open_server_process(argv, env=env, cwd=server_dir)
+    async with server as url:
+        yield url, server_dir
+
+
+async def test_defaults_are_the_servers_cwd_and_environment(
+    server_elsewhere: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("TRIO_EXEC_MARKER", "from-the-client")
+    url, server_dir = server_elsewhere
+    monkeypatch.setenv("TRIO_EXEC_CLIENT_ONLY", "from-the-client")
     monkeypatch.chdir(tmp_path)
-    async with client(server_url) as backend:
-        async with backend.open_process(
-            ["sh", "-c", 'printf "%s|%s" "$PWD" "$TRIO_EXEC_MARKER"']
-        ) as proc:
+    where = await trio.Path(server_dir).resolve()
+    script = (
+        'printf "%s|%s|%s|%s" "$(pwd -P)" "$TRIO_EXEC_MARKER" "${TRIO_EXEC_TEST_TOKEN-dropped}"'
+        ' "${TRIO_EXEC_CLIENT_ONLY-unset}"'
+    )
+    async with client(url) as backend:
+        assert backend.environment_info is not None
+        assert backend.environment_info.cwd == path_to_file_uri(server_dir)
+        async with backend.open_process(["sh", "-c", script]) as proc:
             events = await collect(proc)
         out = check_event_stream(events).output[STDOUT].decode()
-        assert out == f"{await trio.Path(tmp_path).resolve()}|from-the-client"
+        assert out == f"{where}|from-the-server|kept|unset"
+        async with backend.open_process(
+            ["sh", "-c", 'printf "%s|%s" "$TRIO_EXEC_MARKER" "$ADDED"'], extra_env={"ADDED": "1"}
+        ) as proc:
+            events = await collect(proc)
+        assert check_event_stream(events).output[STDOUT] == b"from-the-server|1"
         env = {"ONLY": "value", "PATH": os.environ["PATH"]}
         code = "import os, json; print(json.dumps(sorted(os.environ)))"
         async with backend.open_process(python(code), env=env, cwd="/") as proc:
@@ -300,6 +332,18 @@ async def test_reference_lacks_the_extensions(reference_url: str) -> None:
         async with backend.open_process(["cat"], tty=True) as proc:
             with pytest.raises(tx.UnsupportedOperation, match="`resize`"):
                 await proc.resize(10, 10)
+
+
+async def test_window_size_from_the_start(server_url: str) -> None:
+    async with client(server_url) as backend:
+        if not backend.supports(Extension.WINDOW_SIZE):  # the reference: 24x80, fixed
+            assert not backend.supports(Extension.RESIZE)
+            with pytest.raises(tx.UnsupportedOperation, match="`resize`"):
+                backend.open_process(["stty", "size"], tty=True, window=(40, 120))
+            return
+        async with backend.open_process(["stty", "size"], tty=True, window=(40, 120)) as proc:
+            events = await collect(proc)
+        assert check_event_stream(events).output[PTY] == b"40 120\r\n"
 
 
 async def test_close_stdin(server_url: str) -> None:

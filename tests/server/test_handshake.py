@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
-from trio_exec._protocol import Extension
+import pytest
+import trio
+
+from trio_exec._protocol import Extension, path_to_file_uri
 from trio_exec._server import SERVER_EXTENSIONS, ExecServer
 
 from .helpers import open_memory_client, start_params
@@ -19,7 +24,7 @@ NOT_READY = {"code": -32600, "message": "client must send initialized before usi
 async def test_initialize_result() -> None:
     async with open_memory_client(initialize=False) as client:
         result = await client.call("initialize", {"clientName": "test"})
-        assert set(result) == {"sessionId", "extensions"}
+        assert set(result) == {"sessionId", "extensions", "environmentInfo"}
         assert re.fullmatch(
             r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", result["sessionId"]
         )
@@ -33,7 +38,28 @@ async def test_initialize_result() -> None:
             "readGap",
             "list",
             "resume",
+            "windowSize",
         }
+
+
+async def test_initialize_result_tells_this_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    home = path_to_file_uri(await trio.Path("~").expanduser())
+    async with open_memory_client(initialize=False) as client:
+        info = (await client.call("initialize", {"clientName": "test"}))["environmentInfo"]
+    assert info == {
+        "shell": {"name": info["shell"]["name"], "path": info["shell"]["path"]},
+        "cwd": path_to_file_uri(tmp_path),
+        "userHomeDir": home,
+        "platformOs": "linux",
+        "temporaryDirectories": [path_to_file_uri(tmp_path)],
+        "tempDir": path_to_file_uri(tmp_path),
+    }
+    assert info["shell"]["name"] in ("bash", "zsh", "sh")
+    assert os.access(info["shell"]["path"], os.X_OK)
 
 
 async def test_each_connection_is_a_new_session() -> None:

@@ -210,6 +210,41 @@ def test_policy_env_rules() -> None:
         _policy_env({"set": {"A": 1}}, base)
 
 
+def test_policy_env_core_is_the_references_list() -> None:
+    # Seen live on codex exec-server 0.169 with each of these set on the server.
+    core = [
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "LOGNAME",
+        "PATH",
+        "SHELL",
+        "TEMP",
+        "TMP",
+        "TMPDIR",
+        "USER",
+    ]
+    base = dict.fromkeys([*core, "USERNAME", "TERM", "EDITOR"], "v")
+    policy = {"inherit": "core", "ignoreDefaultExcludes": True}
+    assert sorted(_policy_env(policy, base)) == core
+
+
+async def test_window_size_is_the_terminal_size_from_the_start() -> None:
+    async with open_memory_client() as client:
+        await client.start("t", ["stty", "size"], tty=True, windowSize={"rows": 40, "cols": 120})
+        await client.wait_closed("t")
+        assert client.output("t", "pty") == b"40 120\r\n"
+        bad = await client.start("n", ["true"], windowSize={"rows": 40, "cols": 120})
+        assert bad["error"] == {
+            "code": -32602,
+            "message": "window needs tty=True: only a terminal has a size",
+        }
+        bad = await client.start("z", ["true"], tty=True, windowSize={"rows": 0, "cols": 120})
+        assert bad["error"]["code"] == -32602
+        assert "rows must be in 1..65535" in bad["error"]["message"]
+
+
 async def test_tty_stream_is_pty() -> None:
     async with open_memory_client() as client:
         await client.start("t", ["sh", "-c", "stty size; echo err >&2; exit 4"], tty=True)

@@ -311,6 +311,8 @@ async def open_reference_server(
     *,
     extra_args: Sequence[str] = (),
     forward_stderr: bool = False,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[str]:
     """Run the reference server on a free loopback port and yield its ``ws://`` URL.
 
@@ -325,6 +327,10 @@ async def open_reference_server(
         binary: the ``codex`` executable, e.g. from :func:`ensure_reference`.
         extra_args: more ``exec-server`` options, e.g. ``["--concurrent-requests", "4"]``.
         forward_stderr: copy the server's log output to this process's stderr.
+        cwd: the server's working directory (default: this process's); its children
+            run there when a client gives no ``cwd``.
+        env: the server's environment (default: this process's), to which
+            ``CODEX_HOME`` is added.
 
     Raises:
         RuntimeError: the server exited, or printed no URL within :data:`STARTUP_TIMEOUT`
@@ -340,9 +346,11 @@ async def open_reference_server(
     """
     argv = [os.fspath(binary), "exec-server", "--listen", "ws://127.0.0.1:0", *extra_args]
     with tempfile.TemporaryDirectory(prefix="trio-exec-codex-home-") as codex_home:
-        env = dict(os.environ)
-        env["CODEX_HOME"] = codex_home
-        async with open_server_process(argv, env=env, forward_stderr=forward_stderr) as url:
+        server_env = dict(os.environ if env is None else env)
+        server_env["CODEX_HOME"] = codex_home
+        async with open_server_process(
+            argv, env=server_env, forward_stderr=forward_stderr, cwd=cwd
+        ) as url:
             yield url
 
 
@@ -352,12 +360,14 @@ async def open_server_process(
     *,
     env: Mapping[str, str] | None = None,
     forward_stderr: bool = False,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[str]:
     """Run an exec server command that prints its ``ws://`` URL on stdout; yield the URL.
 
     Used for the reference server and for ``trio-exec serve`` alike (see
     :func:`open_reference_server` for the details: output draining, startup timeout,
-    and the shielded SIGTERM / SIGKILL / reap on the way out).
+    and the shielded SIGTERM / SIGKILL / reap on the way out). ``env`` and ``cwd`` are
+    the command's (default: this process's).
 
     **Cancellation:** the server is stopped and reaped, shielded.
     """
@@ -369,6 +379,7 @@ async def open_server_process(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=None if env is None else dict(env),
+        cwd=cwd,
     )
     try:
         async with open_service_nursery() as nursery:
