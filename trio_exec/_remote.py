@@ -1495,7 +1495,7 @@ class RemoteBackend(ExecBackend):
             try:
                 call.result(StartResult)
             except RemoteError as exc:
-                raise _start_error(exc, params) from None
+                raise _start_error(exc, params, default_cwd=self._cwd_uri(None)) from None
             except ConnectionLost:
                 if self._final_failure is not None or not self._recovering:
                     raise
@@ -1833,22 +1833,26 @@ def _inherit_server_environment(extra: dict[str, str]) -> dict[str, object]:
     }
 
 
-def _start_error(exc: RemoteError, params: StartParams) -> Exception:
-    """Map an error answer to ``process/start`` to the exception to raise."""
+def _start_error(exc: RemoteError, params: StartParams, *, default_cwd: str) -> Exception:
+    """Map an error answer to ``process/start`` to the exception to raise.
+
+    ``default_cwd`` is the directory sent when the caller gave none (the server's own).
+    """
     if exc.code == INTERNAL_ERROR:
-        return _spawn_error(exc, params)
+        return _spawn_error(exc, params, default_cwd=default_cwd)
     if exc.code == INVALID_PARAMS:
         return ValueError(f"the exec server rejected the arguments: {exc.message}")
     return exc
 
 
-def _spawn_error(exc: RemoteError, params: StartParams) -> SpawnError:
+def _spawn_error(exc: RemoteError, params: StartParams, *, default_cwd: str) -> SpawnError:
     """The :class:`SpawnError` for a -32603 answer to ``process/start``.
 
     The message is the OS error text, ending in ``(os error N)``, the errno. trio_exec's
     server also sends ``data: {errno, filename}``, the file at fault. The reference sends
     the message only: then a path error may be the program's or the working directory's,
-    and the error says so rather than guess.
+    and the error says so rather than guess, unless the directory is the server's own
+    (``default_cwd``: the caller gave none), which names the program.
     """
     data = exc.data if isinstance(exc.data, dict) else {}
     match = _OS_ERROR.search(exc.message)
@@ -1860,7 +1864,7 @@ def _spawn_error(exc: RemoteError, params: StartParams) -> SpawnError:
     if isinstance(filename, str):
         return SpawnError(code, text, filename)
     program = params.argv[0]
-    directory = params.cwd_path if params.cwd else None
+    directory = params.cwd_path if params.cwd and params.cwd != default_cwd else None
     if code in _PATH_ERRNOS and directory is not None:
         text += (
             f": the program {program!r} or the working directory {directory!r}"

@@ -239,10 +239,8 @@ async def test_start_errors_are_mapped(
             assert type(error) is tx.SpawnFileNotFoundError
             assert isinstance(error, OSError)
             assert error.errno == errno.ENOENT
-            # The message alone cannot tell the program from the working directory.
-            assert error.filename is None
-            assert str(error).startswith("[Errno 2] No such file or directory: the program ")
-            assert f"'prog' or the working directory {os.getcwd()!r}" in str(error)
+            # No cwd was given: the directory is the server's own, so the program is named.
+            assert error.filename == "prog"
         elif check == "eacces":
             assert type(error) is tx.SpawnPermissionError
             assert error.errno == errno.EACCES
@@ -291,6 +289,9 @@ async def test_spawn_error_data_names_the_culprit(
     assert info.value.strerror is not None
     assert info.value.strerror.startswith(os.strerror(errno.ENOENT))
     assert info.value.filename == filename
+    if filename is None:
+        # The message alone cannot tell the program from the given working directory.
+        assert "the program 'prog' or the working directory '/the/dir'" in str(info.value)
 
 
 # -- ordering and demux ---------------------------------------------------------------------
