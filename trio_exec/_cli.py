@@ -23,6 +23,7 @@ import trio
 from ._backend import ExecBackend, ExecProcess
 from ._errors import TrioExecError, UnsupportedOperation
 from ._events import Closed, Event, Exited, Failed, Output, OutputStream
+from ._local import LocalBackend
 from ._retained import DEFAULT_RETAINED_BYTES
 from ._server import MAX_IN_FLIGHT_REQUESTS, MAX_PROCESSES_PER_SESSION, MAX_READ_WAIT
 from ._transport import DEFAULT_MAX_MESSAGE_BYTES
@@ -331,7 +332,7 @@ def _tls_context(args: argparse.Namespace, websocket: bool) -> ssl.SSLContext | 
     return context
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, backend: LocalBackend) -> int:
     from ._server import ExecServer, _is_loopback, serve_stdio, serve_websocket
 
     address = _listen_address(args.listen)
@@ -359,6 +360,7 @@ async def _serve(args: argparse.Namespace) -> int:
         )
     try:
         server = ExecServer(
+            backend=backend,
             max_processes=args.max_processes,
             max_in_flight=args.max_in_flight,
             max_read_wait=args.max_read_wait,
@@ -405,12 +407,12 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    if args.command == "serve":
-        return await _serve(args)
-    if args.remote is None:
-        from ._local import LocalBackend
-
-        return await _run(args, LocalBackend())
+    # Whatever this command starts dies with it, even when it is killed (SIGKILL, Ctrl-\).
+    async with LocalBackend(kill_orphans=True) as local:
+        if args.command == "serve":
+            return await _serve(args, local)
+        if args.remote is None:
+            return await _run(args, local)
     from ._remote import connect
 
     token = None if args.token_file is None else _read_token(args.token_file)

@@ -16,7 +16,21 @@ and every signal goes to the whole group. Three kinds of task feed the session's
   Before it sequences ``Exited`` it waits until the pumps have appended every byte that
   was in the pipes when the child exited (``FIONREAD``): output the child wrote before
   exiting always precedes ``Exited`` (invariant 4), while output of grandchildren that
-  keeps coming never delays it. It sequences ``Closed`` once every stream is at EOF.
+  keeps coming never delays it. It sequences ``Closed`` once every stream is at EOF,
+  and then closes the session's descriptors (output pipes, PTY master, and the stdin
+  pipe unless a job of the group still reads it): a session kept open after its end
+  (the server retains finished processes) holds only its log and the zombie that pins
+  the group id.
+
+When the program ignores SIGCHLD (``signal.signal(SIGCHLD, SIG_IGN)``), the kernel reaps
+each child as it exits and discards its status, as it does for :mod:`subprocess`: the
+session then reports exit code 0, as ``Popen.wait`` and ``trio.run_process`` do. No
+zombie pins the pid, so the group id is not pinned either: a signal sent to the group
+after the child exited could reach a new group that reused the id once every member is
+gone (the reaper stops signalling the group as soon as it sees it empty).
+
+With ``LocalBackend(kill_orphans=True)`` a keeper process (``trio_exec._keeper``) kills
+every open session's group if this process dies without leaving the blocks.
 
 Leaving the block releases backpressure (no one will consume any more), terminates a
 child that still runs (SIGTERM, SIGKILL after the grace), SIGKILLs whatever is left of
@@ -28,9 +42,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
 import signal as _signal
 import subprocess
 import termios
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -54,6 +70,7 @@ from ._backend import (
 )
 from ._errors import SpawnError, UnsupportedOperation
 from ._events import OutputStream, WriteStatus
+from ._keeper import Keeper
 from ._retained import DEFAULT_RETAINED_BYTES, ProcessLog
 from ._util import open_service_nursery
 
@@ -100,6 +117,17 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _group_exists(pgid: int) -> bool:
+    """Whether process group ``pgid`` has a member (a zombie counts)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _live_group_members(pgid: int) -> bool:
@@ -221,7 +249,9 @@ class LocalProcess(ExecProcess):
     Obtained from :meth:`LocalBackend.open_process`, never built directly.
     """
 
-    def __init__(self, process_id: str, child: _Child, log: ProcessLog) -> None:
+    def __init__(
+        self, process_id: str, child: _Child, log: ProcessLog, keeper: Keeper | None = None
+    ) -> None:
         super().__init__(process_id, log)
         self._popen = child.popen
         self.pid: Final = child.popen.pid
@@ -238,6 +268,8 @@ class LocalProcess(ExecProcess):
         self._done = trio.Event()
         self._tasks_scope = trio.CancelScope(shield=True)
         self._group_gone = False
+        self._keeper = keeper
+        """The keeper that has the group registered, until the group is forgotten."""
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -250,29 +282,51 @@ class LocalProcess(ExecProcess):
                     nursery.start_soon(pump.run)
                 nursery.start_soon(self._reap)
 
-    async def _wait_exit(self) -> os.waitid_result:
+    async def _wait_exit(self) -> tuple[int, int | None]:
+        """Wait until the child exited; return ``(exit_code, signal)``, leaving a zombie.
+
+        When the program ignores SIGCHLD (``SIG_IGN``), the kernel reaps the child itself
+        and its status is lost: ``waitid`` fails with ECHILD. Then, as
+        :meth:`subprocess.Popen.wait` and :func:`trio.run_process` do, the exit code is 0.
+        """
+        try:
+            result = await self._wait_exit_status()
+        except ChildProcessError:
+            self._popen.returncode = 0  # so that Popen never waits for a reused pid
+            self._reaped = True
+            if not _group_exists(self.pid):
+                self._group_gone = True
+                self._forget_group()
+            return 0, None
+        return _exit_status(result)
+
+    async def _wait_exit_status(self) -> os.waitid_result:
+        flags = os.WEXITED | os.WNOWAIT
         try:
             pidfd = os.pidfd_open(self.pid)
         except OSError:
             pidfd = -1
-        if pidfd < 0:  # kernels before 5.3
+        if pidfd < 0:  # kernels before 5.3, or a child already reaped by the kernel
             result = await trio.to_thread.run_sync(
-                partial(os.waitid, os.P_PID, self.pid, os.WEXITED | os.WNOWAIT),
-                abandon_on_cancel=True,
+                partial(os.waitid, os.P_PID, self.pid, flags), abandon_on_cancel=True
             )
         else:
             try:
-                await trio.lowlevel.wait_readable(pidfd)
+                # The pidfd names our child for sure (not a process that reused its pid):
+                # ECHILD here means the kernel reaped it (SIGCHLD ignored).
+                result = os.waitid(os.P_PIDFD, pidfd, flags | os.WNOHANG)  # noqa: ASYNC222
+                if result is None:
+                    await trio.lowlevel.wait_readable(pidfd)
+                    # Never blocks: the pidfd said the child exited.
+                    result = os.waitid(os.P_PIDFD, pidfd, flags)  # noqa: ASYNC222
             finally:
                 trio.lowlevel.notify_closing(pidfd)
                 os.close(pidfd)
-            # Never blocks: the pidfd said the child exited.
-            result = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)  # noqa: ASYNC222
         assert result is not None
         return result
 
     async def _reap(self) -> None:
-        exit_code, signum = _exit_status(await self._wait_exit())
+        exit_code, signum = await self._wait_exit()
         self._child_exited.set()
         if self.tty:
             with trio.move_on_after(PTY_EXIT_SETTLE):
@@ -286,6 +340,7 @@ class LocalProcess(ExecProcess):
         for pump in self._pumps:
             await pump.at_eof.wait()
         self._log.set_closed()
+        self._close_descriptors(keep_read_stdin=True)
         self._done.set()
 
     async def _shutdown(self, grace: float) -> None:
@@ -320,12 +375,28 @@ class LocalProcess(ExecProcess):
         if not self._group_gone:
             await _wait_group_gone(self.pid)
             self._group_gone = True
+        self._forget_group()
 
-    def _release(self) -> None:
-        """Close every descriptor and reap the child; synchronous and idempotent."""
-        self._gone = True
-        if self._stdin is not None:
-            self._stdin.close()
+    def _forget_group(self) -> None:
+        """Tell the keeper (if any) that the group is gone or no longer ours; idempotent."""
+        if self._keeper is not None:
+            self._keeper.unregister(self.pid)
+            self._keeper = None
+
+    def _close_descriptors(self, *, keep_read_stdin: bool = False) -> None:
+        """Close stdin, the pumps' descriptors and the PTY master; idempotent.
+
+        Runs as soon as ``Closed`` is sequenced (every output stream is at end of file),
+        so that a session retained after its end holds no descriptor, only its log. A
+        write then answers STDIN_CLOSED, a resize does nothing, and signals still reach
+        the group, whose id the unreaped child pins until the block is left.
+
+        With ``keep_read_stdin``, a stdin pipe that a process still reads (a job of the
+        group that outlives the child, as in a half-closed :class:`ProcessStream`) stays
+        open, for writes to reach it, until that reader is gone or the block is left.
+        """
+        if not (keep_read_stdin and self._stdin_has_reader()):
+            self._close_stdin_pipe()
         for pump in self._pumps:
             if pump.fd >= 0:
                 trio.lowlevel.notify_closing(pump.fd)
@@ -334,6 +405,11 @@ class LocalProcess(ExecProcess):
         if self._master is not None:
             os.close(self._master)
             self._master = None
+
+    def _release(self) -> None:
+        """Close every descriptor and reap the child; synchronous and idempotent."""
+        self._gone = True
+        self._close_descriptors()
         if not self._reaped:
             if self._popen.poll() is None:
                 self._kill_group(_signal.SIGKILL)
@@ -347,6 +423,20 @@ class LocalProcess(ExecProcess):
                 signum = -returncode if returncode < 0 else None
                 self._log.set_exited(128 + signum if signum else returncode, signum)
                 self._log.set_closed()
+        self._forget_group()
+
+    def _stdin_has_reader(self) -> bool:
+        """Whether the stdin pipe is open and some process holds its read end."""
+        if self._stdin is None or self._stdin_closed or self.tty:
+            return False
+        poller = select.poll()
+        poller.register(self._stdin.fileno(), 0)  # a pipe without readers reports POLLERR
+        return not any(events & select.POLLERR for _, events in poller.poll(0))
+
+    def _close_stdin_pipe(self) -> None:
+        self._stdin_closed = True
+        if self._stdin is not None:
+            self._stdin.close()  # a write blocked on it gets ClosedResourceError
 
     async def _terminate_group(self, grace: float) -> None:
         self._kill_group(_signal.SIGTERM)
@@ -363,7 +453,13 @@ class LocalProcess(ExecProcess):
     # -- operations ------------------------------------------------------------------------
 
     async def write(self, data: bytes) -> WriteStatus:
-        """See :meth:`ExecProcess.write`. Concurrent writes are queued, never interleaved."""
+        """See :meth:`ExecProcess.write`. Concurrent writes are queued, never interleaved.
+
+        Once ``Closed`` is sequenced the session has released its descriptors: a write
+        (or :meth:`close_stdin`) answers STDIN_CLOSED, even on a terminal. The exception
+        is a stdin pipe that a process of the group still reads (a job that outlived the
+        child): writes reach it until it exits or the block is left.
+        """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"data must be bytes, not {type(data).__name__}")
         if self._gone:
@@ -376,7 +472,9 @@ class LocalProcess(ExecProcess):
                 return WriteStatus.ACCEPTED
             try:
                 await self._stdin.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                if isinstance(exc, trio.BrokenResourceError) and self._log.closed is not None:
+                    self._close_stdin_pipe()  # its last reader is gone: release it
                 return WriteStatus.UNKNOWN_PROCESS if self._gone else WriteStatus.STDIN_CLOSED
         return WriteStatus.ACCEPTED
 
@@ -397,7 +495,8 @@ class LocalProcess(ExecProcess):
         return WriteStatus.STDIN_CLOSED if exited else WriteStatus.ACCEPTED
 
     async def signal(self, sig: int | _signal.Signals) -> None:
-        """See :meth:`ExecProcess.signal`.
+        """See :meth:`ExecProcess.signal`. Still reaches the group (grandchildren that
+        outlive the child) after ``Closed``, until the block is left.
 
         For SIGKILL, returns once no process of the group is alive any more (at most
         :data:`GROUP_EXIT_TIMEOUT` seconds), so that a kill is complete when it returns.
@@ -412,7 +511,8 @@ class LocalProcess(ExecProcess):
             await self._reap_and_wait_group()
 
     async def resize(self, rows: int, cols: int) -> None:
-        """See :meth:`ExecProcess.resize`."""
+        """See :meth:`ExecProcess.resize`. Does nothing once ``Closed`` is sequenced (the
+        terminal is released then)."""
         check_dimensions(rows, cols)
         await trio.lowlevel.checkpoint()
         if not self.tty:
@@ -439,11 +539,13 @@ async def _spawn(
     pipe_stdin: bool,
     arg0: str | None,
     window: tuple[int, int] | None = None,
+    keeper: Keeper | None = None,
 ) -> _Child:
     """Start the child in a new session with its pipes or terminal.
 
     A terminal gets its size (``window``, else 24x80) before the child is forked, so the
-    child never sees another one.
+    child never sees another one. With a ``keeper``, the worker thread starts it if
+    needed before the spawn and registers the child's group right after it.
 
     **Cancellation:** spawning runs to completion in a worker thread; the caller owns the
     child as soon as this returns.
@@ -484,7 +586,9 @@ async def _spawn(
         command = args if arg0 is None else [arg0, *args[1:]]
 
         def popen() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(
+            if keeper is not None:
+                keeper.start()
+            child = subprocess.Popen(
                 command,
                 executable=None if arg0 is None else args[0],
                 stdin=stdin,
@@ -495,6 +599,9 @@ async def _spawn(
                 start_new_session=True,
                 preexec_fn=preexec,
             )
+            if keeper is not None:
+                keeper.register(child.pid)
+            return child
 
         child = await trio.to_thread.run_sync(popen)
     except OSError as exc:
@@ -525,13 +632,68 @@ class LocalBackend(ExecBackend):
     """Runs processes on this machine, each in its own process group.
 
     Process ids must be unique among the sessions of one backend that are open at once.
+
+    Args:
+        kill_orphans: also when this Python process dies without leaving the blocks
+            (SIGKILL, SIGQUIT from ``Ctrl-\\``, a crash, ``os._exit``), kill the process group
+            of every session still open, within milliseconds. A *keeper* process does it:
+            started by the first spawn, in its own session, deaf to terminal signals, it
+            learns each group by one pipe write per spawn and per end, and SIGKILLs the
+            groups it knows when the pipe reaches end of file (see ``trio_exec._keeper``).
+            ``trio-exec serve`` and ``trio-exec run`` use it. A grandchild that left the
+            group (``setsid``) is not covered, as it is not when a block ends.
+
+    A program that ignores SIGCHLD (``signal.signal(SIGCHLD, SIG_IGN)``) has its children
+    reaped by the kernel, which discards their exit status: sessions then report exit
+    code 0, as :mod:`subprocess` and :func:`trio.run_process` do, and the group id is not
+    pinned by a zombie (a signal to the group after the child exited may, in the worst
+    case, reach a new group that reused the id once every member is gone).
+
+    The keeper lives until :meth:`aclose` (or the end of ``async with LocalBackend(...)``),
+    until the backend is garbage collected, or until this process exits; then it exits
+    too, and kills first, in the last two cases, the groups of sessions never ended.
+    Without ``kill_orphans`` the backend holds no resource and needs no closing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, kill_orphans: bool = False) -> None:
         self._live: set[str] = set()
+        self._keeper = Keeper() if kill_orphans else None
+        if self._keeper is not None:
+            # Collected with sessions never ended: the keeper kills them. Not at exit,
+            # where closing the pipe is the kernel's job and has that effect anyway.
+            weakref.finalize(self, self._keeper.abandon).atexit = False
 
     def __repr__(self) -> str:
         return f"<LocalBackend with {len(self._live)} open sessions>"
+
+    @property
+    def kill_orphans(self) -> bool:
+        """Whether a keeper kills the sessions' groups if this process dies."""
+        return self._keeper is not None
+
+    async def aclose(self) -> None:
+        """Stop and reap the keeper process, if one was started; idempotent.
+
+        Open sessions are unaffected (their blocks still end them), but lose the
+        protection against this process's death until the next spawn, which starts a new
+        keeper and registers them with it.
+
+        **Cancellation:** the keeper is stopped and reaped anyway (it exits at once, and
+        at worst is killed after :data:`~trio_exec._keeper.KEEPER_EXIT_TIMEOUT`).
+        """
+        if self._keeper is None or self._keeper.pid is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await trio.to_thread.run_sync(self._keeper.close)
+
+    async def __aenter__(self) -> LocalBackend:
+        """Return the backend; :meth:`aclose` runs at the end of the block."""
+        await trio.lowlevel.checkpoint()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Run :meth:`aclose`."""
+        await self.aclose()
 
     def open_process(
         self,
@@ -604,8 +766,9 @@ class LocalBackend(ExecBackend):
                 pipe_stdin=pipe_stdin,
                 arg0=arg0,
                 window=window,
+                keeper=self._keeper,
             )
-            proc = LocalProcess(pid, child, log)
+            proc = LocalProcess(pid, child, log, self._keeper)
             try:
                 async with open_service_nursery() as nursery:
                     nursery.start_soon(proc._run)

@@ -333,6 +333,17 @@ async def test_write_to_exited_child_is_a_status(backend: tx.ExecBackend) -> Non
         assert backend_kind(backend) == "remote" or status is tx.WriteStatus.STDIN_CLOSED
 
 
+async def test_closed_terminal_takes_no_input(backend: tx.ExecBackend) -> None:
+    # Once Closed, the session has released its terminal: a write is refused with a
+    # status, a resize does nothing.
+    async with backend.open_process(["sh", "-c", "echo hi"], tty=True) as proc:
+        with trio.fail_after(TIMEOUT):
+            await proc.wait_closed()
+        assert await proc.write(b"x") is tx.WriteStatus.STDIN_CLOSED
+        assert await proc.close_stdin() is tx.WriteStatus.STDIN_CLOSED
+        await proc.resize(30, 100)
+
+
 async def test_write_after_block_is_unknown_process(backend: tx.ExecBackend) -> None:
     async with backend.open_process(["cat"], pipe_stdin=True) as proc:
         pass

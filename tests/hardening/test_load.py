@@ -25,7 +25,7 @@ from benchmarks.load import (
 from trio_exec._server import CLOSED_PROCESS_RETENTION
 from trio_exec.testing.reference import open_server_process
 
-from .helpers import existing_children, wait_no_children
+from .helpers import child_processes, existing_children, wait_no_children
 
 LOAD_TIMEOUT: Final = 120.0
 """Bound on the whole load (about 30 s on 2 cores; see the report for why not 10)."""
@@ -38,6 +38,18 @@ SERVER_PEAK_RSS_BOUND: Final = RETAINED_BYTES + 192 * 2**20
 """The server's documented memory bound under this load: the retained output plus 192 MiB
 for the interpreter and 50 connections' buffers (observed: about 215 MiB in all, 90 MiB
 above the retained output; the reference server peaks at about 225 MiB)."""
+
+
+def keeper_pids(parent: int) -> frozenset[int]:
+    """The keeper processes among the children of ``parent`` (from their command line)."""
+    found = set()
+    for child in child_processes(parent):
+        try:
+            if b"trio_exec/_keeper.py" in Path(f"/proc/{child.pid}/cmdline").read_bytes():
+                found.add(child.pid)
+        except OSError:
+            pass
+    return frozenset(found)
 
 
 async def test_fifty_clients_forty_processes_each(tmp_path: Path) -> None:
@@ -59,7 +71,8 @@ async def test_fifty_clients_forty_processes_each(tmp_path: Path) -> None:
         assert rss < SERVER_PEAK_RSS_BOUND, f"peak RSS {rss / 2**20:.0f} MiB"
         # Every child of the server is gone. The server reaps a closed process only when
         # its retention ends (80 s): until then it is a zombie, which keeps its process
-        # group id from being reused (see the report), so zombies are allowed here.
-        await wait_no_children(pid, zombies=False)
+        # group id from being reused (see the report), so zombies are allowed here. Its
+        # keeper (which kills the groups if the server dies) stays until the server exits.
+        await wait_no_children(pid, zombies=False, existing=keeper_pids(pid))
     # And the server itself is gone: nothing is left.
     await wait_no_children(existing=existing)

@@ -1,0 +1,1 @@
+"""LocalBackend specifics: what only a local child has (descriptors, SIGCHLD)."""

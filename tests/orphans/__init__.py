@@ -1,0 +1,1 @@
+"""Nothing a dead owner started stays alive: the keeper process."""

@@ -1,0 +1,272 @@
+"""The keeper: a small process that kills a backend's process groups when its owner dies.
+
+Theory of operation
+-------------------
+Leaving a session block (normally, by an error or by cancellation) kills and reaps the
+child's process group. What no block survives is the death of the Python process that
+owns it: SIGKILL, SIGQUIT (``Ctrl-\\`` on a terminal), a crash, ``os._exit``. Its children are
+reparented to init and run on. ``PR_SET_PDEATHSIG`` does not cover that: it fires when
+the *thread* that forked exits (spawns run in worker threads) and reaches only the direct
+child, not the rest of its group.
+
+A :class:`Keeper` runs one keeper process per :class:`~trio_exec.LocalBackend` that asks
+for it, started lazily by the first spawn. The keeper reads the one end of a pipe whose
+other end only the owner holds. The owner writes a short record per process group it
+spawns (``+PGID``, right after the spawn, in the spawning thread) and one when the group
+is gone (``-PGID``); it never waits for an answer, so a spawn costs one small pipe write.
+When the keeper reads end of file, its owner is dead (the kernel closed the pipe): it
+sends SIGKILL to every group still registered, and exits. An explicit :meth:`Keeper.close`
+first writes ``!`` (forget every group: their blocks still own them), then closes the pipe.
+
+The keeper runs ``python -I -S`` on this very file, which imports only the standard
+library, so it starts in milliseconds and sees no ``PYTHON*`` variable. It runs in its own
+session, in ``/``, with no descriptor of its owner but the pipe, and ignores SIGINT,
+SIGQUIT, SIGTERM and SIGHUP: a terminal's Ctrl-C or ``Ctrl-\\`` reaches only its owner.
+
+Limits: a grandchild that left the group (``setsid``) escapes, as it escapes the end of
+a block. A group spawned in the instant before the owner dies, between the fork and the
+registration write, may escape. A group id is registered while its block is open; if the
+owner dies after the group ended and before it wrote ``-PGID``, or while its leader was
+already reaped (``SIGCHLD`` ignored), the keeper may signal a group that reused the id.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import weakref
+from typing import Final
+
+__all__ = ["KEEPER_EXIT_TIMEOUT", "KEEPER_PIPE_BYTES", "Keeper"]
+
+KEEPER_EXIT_TIMEOUT: Final = 5.0
+"""Seconds :meth:`Keeper.close` waits for the keeper to exit once its pipe is closed,
+before it kills it (it exits at once unless it is stopped)."""
+
+KEEPER_PIPE_BYTES: Final = 1024 * 1024
+"""Kernel buffer asked for the keeper's pipe (Linux ``F_SETPIPE_SZ``): room for tens of
+thousands of records, so a keeper that falls behind never makes its owner wait. A record
+the pipe has no room for is kept and written with the next one."""
+
+_READ_BYTES: Final = 64 * 1024
+_IGNORED_SIGNALS: Final = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
+_FORGET_ALL: Final = b"!\n"
+
+_logger = logging.getLogger("trio_exec.keeper")
+_keepers: weakref.WeakSet[Keeper] = weakref.WeakSet()
+
+
+class Keeper:
+    """The owner's side of a keeper process; thread-safe; see the module docstring.
+
+    :meth:`start` and :meth:`register` run in the thread that spawns (they may fork);
+    :meth:`unregister` never waits on the keeper (only, rarely, on a concurrent start of
+    it), so it runs in the event loop.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._fd = -1
+        self._groups: set[int] = set()
+        self._unsent = bytearray()
+        _keepers.add(self)
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._process is None else f"pid {self._process.pid}"
+        return f"<Keeper {state}, {len(self._groups)} groups>"
+
+    @property
+    def pid(self) -> int | None:
+        """The keeper process's pid while it runs, else None."""
+        process = self._process
+        return None if process is None else process.pid
+
+    def start(self) -> None:
+        """Start the keeper process unless it runs; may block for a fork and exec.
+
+        Raises:
+            OSError: the keeper could not be started (its ``filename`` is the interpreter).
+        """
+        with self._lock:
+            if self._fd < 0:
+                self._start_locked()
+
+    def register(self, pgid: int) -> None:
+        """Have the keeper kill group ``pgid`` if the owner dies; call right after the spawn.
+
+        Never raises: if the keeper died, a new one is started and told every group; if
+        that fails too, the error is logged and the next registration tries again.
+        """
+        with self._lock:
+            self._groups.add(pgid)
+            if self._fd >= 0:
+                self._unsent += b"+%d\n" % pgid
+                if self._flush_locked():
+                    return
+            try:
+                self._start_locked()
+            except OSError as exc:
+                _logger.error("cannot restart the keeper process: %s", exc)
+
+    def unregister(self, pgid: int) -> None:
+        """Forget group ``pgid`` (it is gone); never waits on the keeper."""
+        with self._lock:
+            if pgid not in self._groups:
+                return
+            self._groups.discard(pgid)
+            if self._fd >= 0:
+                self._unsent += b"-%d\n" % pgid
+                self._flush_locked()  # a dead keeper is replaced by the next register
+
+    def close(self) -> None:
+        """Stop the keeper: it forgets every group (their blocks still end them) and exits.
+
+        Blocks until it exited (at most :data:`KEEPER_EXIT_TIMEOUT`, then it is killed) and
+        reaps it. A later :meth:`start` starts a new keeper and tells it the groups still
+        registered. Idempotent.
+        """
+        with self._lock:
+            process = self._process
+            self._process = None
+            if self._fd >= 0:
+                self._unsent += _FORGET_ALL
+                self._flush_locked()
+            self._close_locked()
+        if process is not None:
+            try:
+                process.wait(KEEPER_EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def abandon(self) -> None:
+        """Close the pipe as the owner's death would: the keeper kills the groups still
+        registered (sessions never ended) and exits; it is reaped in the background.
+
+        For a finalizer: never blocks.
+        """
+        with self._lock:
+            self._close_locked()
+
+    # -- under the lock ----------------------------------------------------------------------
+
+    def _start_locked(self) -> None:
+        self._close_locked()
+        read_fd, write_fd = os.pipe()  # both close-on-exec: no child inherits them
+        try:
+            try:
+                fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, KEEPER_PIPE_BYTES)
+            except OSError:  # above /proc/sys/fs/pipe-max-size for an unprivileged user
+                pass
+            os.set_blocking(write_fd, False)
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                stdin=read_fd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(write_fd)
+            text = exc.strerror or str(exc)
+            raise OSError(
+                exc.errno, f"cannot start the keeper process: {text}", sys.executable
+            ) from None
+        finally:
+            os.close(read_fd)
+        self._fd = write_fd
+        self._unsent = bytearray(b"".join(b"+%d\n" % pgid for pgid in self._groups))
+        self._flush_locked()
+
+    def _flush_locked(self) -> bool:
+        """Write what the pipe takes now; False (and the pipe closed) if the keeper is gone."""
+        while self._unsent:
+            try:
+                written = os.write(self._fd, self._unsent)
+            except BlockingIOError:
+                return True
+            except OSError as exc:
+                if exc.errno != errno.EPIPE:
+                    _logger.error("cannot write to the keeper process: %s", exc)
+                self._close_locked()
+                return False
+            del self._unsent[:written]
+        return True
+
+    def _close_locked(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._process is not None:
+            _reap_in_background(self._process)
+            self._process = None
+        self._unsent.clear()
+
+    def _after_fork(self) -> None:
+        """In a child made by ``os.fork``: drop the pipe, which is the parent's, unwritten."""
+        self._lock = threading.Lock()
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+        self._process = None
+        self._groups.clear()
+        self._unsent.clear()
+
+
+def _reap_in_background(process: subprocess.Popen[bytes]) -> None:
+    """Reap a keeper whose pipe is closed (it exits at once) without waiting for it."""
+    if process.poll() is None:
+        threading.Thread(target=process.wait, name="trio_exec keeper reaper", daemon=True).start()
+
+
+def _after_fork_in_child() -> None:
+    for keeper in list(_keepers):
+        keeper._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- the keeper process ----------------------------------------------------------------------
+
+
+def serve_keeper(fd: int = 0) -> None:
+    """The keeper process: read records from ``fd``; at end of file, kill what is registered."""
+    for signum in _IGNORED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    groups: set[int] = set()
+    pending = b""
+    while True:
+        try:
+            data = os.read(fd, _READ_BYTES)
+        except OSError:
+            data = b""
+        if not data:
+            break
+        *records, pending = (pending + data).split(b"\n")
+        for record in records:
+            if record == b"!":
+                groups.clear()
+            elif record[:1] in (b"+", b"-") and record[1:].isdigit():
+                pgid = int(record[1:])
+                if record[:1] == b"+":
+                    groups.add(pgid)
+                else:
+                    groups.discard(pgid)
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    serve_keeper()
