@@ -209,7 +209,9 @@ end of output. When it passes, the process's log fails and the block is left any
 
 CLOSE_TIMEOUT: Final = 2.0
 """Seconds that leaving a process block waits for ``closed`` when the child had already
-exited (a grandchild may hold its output open). When it passes, the log fails."""
+exited (a grandchild may hold its output open) and the server cannot be asked to kill the
+rest of the group (no ``signals`` extension; with it the wait is :data:`SHUTDOWN_TIMEOUT`).
+When it passes, the log fails."""
 
 WRITE_CHUNK_BYTES: Final = 1024 * 1024
 """Largest ``process/write`` payload (1 MiB, about 1.4 MB of base64); a larger
@@ -1319,12 +1321,15 @@ class RemoteBackend(ExecBackend):
 
         Leaving the block with the child running sends ``process/terminate`` (with
         ``graceMs`` when supported) and waits for the exit and the end of output, at most
-        ``grace`` (when graceful) plus :data:`SHUTDOWN_TIMEOUT` seconds; if the child had
-        already exited, it waits at most :data:`CLOSE_TIMEOUT` seconds for the end of
-        output. With the ``signals`` extension, the server is also asked to SIGKILL what
-        is left of the process group (grandchildren) once the child exited, as a local
-        session does; without it (the reference) grandchildren that outlive the child are
-        the server's to clean up (the reference kills them when the session expires). If
+        ``grace`` (when graceful) plus :data:`SHUTDOWN_TIMEOUT` seconds. With the
+        ``signals`` extension, the server is also asked to SIGKILL what is left of the
+        process group (grandchildren) once the child exited, as a local session does,
+        and a trio_exec server then ends the output within its ``CLOSE_DRAIN_TIMEOUT``
+        even if a process that left the group holds it open; if the child had already
+        exited, the wait is then at most :data:`SHUTDOWN_TIMEOUT` seconds. Without it
+        (the reference) grandchildren that outlive the child are the server's to clean up
+        (the reference kills them when the session expires), and if the child had already
+        exited the wait for the end of output is at most :data:`CLOSE_TIMEOUT` seconds. If
         the server does not answer in time, the process's log fails and the block is left
         anyway. After a connection loss, leaving never waits.
 
@@ -1649,17 +1654,22 @@ class RemoteProcess(ExecProcess):
         self._route.release()  # nobody will consume the subscriptions any more
         try:
             if not log.finished and self._backend.failure is None and self._route.lost is None:
-                if log.exited is None or not started:
+                # As a local session: terminate a running child, then SIGKILL what is left
+                # of its group (grandchildren may hold the output open), after which a
+                # trio_exec server ends the output within its CLOSE_DRAIN_TIMEOUT.
+                kill = started and self._backend.supports(Extension.SIGNALS)
+                running = log.exited is None or not started
+                if running:
                     graceful = self._backend.supports(Extension.GRACEFUL_TERMINATE)
-                    with trio.move_on_after((grace if graceful else 0.0) + SHUTDOWN_TIMEOUT):
-                        await self._send_terminate(grace)
-                        if started:
-                            await self._wait_finished()
+                    bound = (grace if graceful else 0.0) + SHUTDOWN_TIMEOUT
                 else:
-                    with trio.move_on_after(CLOSE_TIMEOUT):
-                        if self._backend.supports(Extension.SIGNALS):
-                            # Grandchildren may still hold the output open: end the group.
-                            await self._kill_group()
+                    bound = SHUTDOWN_TIMEOUT if kill else CLOSE_TIMEOUT
+                with trio.move_on_after(bound):
+                    if running:
+                        await self._send_terminate(grace)
+                    if kill:
+                        await self._kill_group()
+                    if started:
                         await self._wait_finished()
             elif started and log.closed is not None and self._backend.supports(Extension.SIGNALS):
                 # The output ended, but a grandchild that closed its output may live on:
