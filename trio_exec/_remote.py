@@ -70,7 +70,13 @@ outage:
   start is sent again.
 
 Transports given to :func:`open_remote_backend` (stdio, a command's pipes) are never
-resumed: their session ends with them.
+resumed: their session ends with them. Nor is a websocket that the server closed with
+code 1001 (Going Away: a trio_exec server stopping gracefully, e.g. ``trio-exec serve``
+on SIGTERM), since the server ended the session: it sent the final ``exited`` and
+``closed`` of its processes first, so each process ends with them, or at once with
+``exec-server transport disconnected: the exec server shut down ...``. A connection
+dropped without a close handshake (1006, as the reference server does on SIGTERM) is
+resumed as any lost connection.
 
 Rules
 -----
@@ -167,7 +173,7 @@ from ._protocol import (
     path_to_file_uri,
 )
 from ._retained import DEFAULT_RETAINED_BYTES, ProcessLog
-from ._transport import MessageTransport, open_websocket_transport
+from ._transport import WEBSOCKET_GOING_AWAY, MessageTransport, open_websocket_transport
 
 __all__ = [
     "CATCH_UP_READ_BYTES",
@@ -329,7 +335,11 @@ class _RpcClient:
         """Why the connection broke (``exec-server transport disconnected: ...``), or None."""
         self.resumable = False
         """Whether it broke because the transport was lost (not a protocol error, not closed
-        by us): a session that may be resumed on a new connection."""
+        by us, not closed by a server that shut down): a session that may be resumed on a
+        new connection."""
+        self.server_shut_down = False
+        """Whether the server closed the connection because it shut down (websocket close
+        code 1001, Going Away): its sessions are over, so there is nothing to resume."""
 
     @property
     def in_flight(self) -> int:
@@ -457,6 +467,10 @@ class _RpcClient:
 
     def _lost(self, exc: ConnectionLost) -> None:
         if self.failure is None:
+            if exc.close_code == WEBSOCKET_GOING_AWAY:
+                self.server_shut_down = True
+                self._fail(f"{DISCONNECTED}: the exec server shut down ({exc})")
+                return
             self.resumable = True
         self._fail(f"{DISCONNECTED}: {exc}")
 
@@ -1141,6 +1155,8 @@ class RemoteBackend(ExecBackend):
                 f"the server refused to resume session {self.session_id}: {exc.message}"
             ) from None
         except ConnectionLost as exc:
+            if rpc.server_shut_down:
+                raise _GiveUp(str(exc)) from None
             raise _Retry(str(exc)) from None
         except BaseException:
             rpc.close("the resume attempt was abandoned")
@@ -1161,6 +1177,8 @@ class RemoteBackend(ExecBackend):
             for route in list(self._routes.values()):
                 if route.started:
                     nursery.start_soon(catch_up, route)
+        if rpc.server_shut_down:
+            raise _GiveUp(rpc.failure or "the exec server shut down")
         if broken or rpc.failure is not None:
             raise _Retry(rpc.failure or "the connection broke during the catch-up")
 
@@ -1821,7 +1839,9 @@ async def connect(
     the session (see the module docstring): consumers see no gap and no duplicate, calls
     wait for the resume. If that fails (or ``resume_deadline`` is 0), every pending and
     later call raises :class:`ConnectionLost` and every open process's events end with
-    ``Failed``.
+    ``Failed``. A server that shut down gracefully (close code 1001) is not resumed: each
+    process ends with the events the server sent before closing, and the failure says
+    ``the exec server shut down``.
 
     **Cancellation:** the connection is closed.
     """
