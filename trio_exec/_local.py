@@ -434,7 +434,9 @@ class LocalProcess(ExecProcess):
         """See :meth:`ExecProcess.signal`.
 
         For SIGKILL, returns once no process of the group is alive any more (at most
-        :data:`GROUP_EXIT_TIMEOUT` seconds), so that a kill is complete when it returns.
+        :data:`GROUP_EXIT_TIMEOUT` seconds), so that a kill is complete when it returns;
+        ``Closed`` then follows within :data:`CLOSE_DRAIN_TIMEOUT`, even if a process that
+        left the group holds the output open.
         """
         signum = _signal.Signals(sig)
         await trio.lowlevel.checkpoint()
