@@ -188,6 +188,7 @@ NOT_LIMITS = frozenset(
         "SESSION_ALREADY_ATTACHED",
         "UNKNOWN_REQUEST_ID",
         "FAILURE_EXIT_CODE",
+        "WEBSOCKET_GOING_AWAY",
     }
 )
 """Numeric constants that are codes, not limits."""

@@ -13,8 +13,7 @@ import ssl
 import sys
 import termios
 import tty as _tty
-from collections.abc import Iterator, Sequence
-from functools import partial
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
@@ -25,7 +24,12 @@ from ._errors import TrioExecError, UnsupportedOperation
 from ._events import Closed, Event, Exited, Failed, Output, OutputStream
 from ._local import LocalBackend
 from ._retained import DEFAULT_RETAINED_BYTES
-from ._server import MAX_IN_FLIGHT_REQUESTS, MAX_PROCESSES_PER_SESSION, MAX_READ_WAIT
+from ._server import (
+    MAX_IN_FLIGHT_REQUESTS,
+    MAX_PROCESSES_PER_SESSION,
+    MAX_READ_WAIT,
+    ExecServer,
+)
 from ._transport import DEFAULT_MAX_MESSAGE_BYTES
 from ._util import open_service_nursery
 
@@ -369,41 +373,58 @@ async def _serve(args: argparse.Namespace, backend: LocalBackend) -> int:
         )
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
-    if address is None:
-        await serve_stdio(server=server)
-        return 0
     token = None if args.ws_token_file is None else _read_token(args.ws_token_file)
-    host, port = address
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # A bind error comes out as itself (an OSError), for a one-line message.
         async with open_service_nursery() as nursery:
-            try:
-                url: str = await nursery.start(
-                    partial(
-                        serve_websocket,
-                        host,
-                        port,
+
+            async def serve(*, task_status: trio.TaskStatus[str | None]) -> None:
+                if address is None:
+                    task_status.started(None)
+                    await serve_stdio(server=server)  # until end of file on stdin
+                else:
+                    await serve_websocket(
+                        *address,
                         token=token,
                         token_sha256=args.ws_token_sha256,
                         ssl_context=ssl_context,
                         server=server,
                         allow_unauthenticated_non_loopback=args.allow_unauthenticated_non_loopback,
+                        task_status=task_status,
                     )
-                )
+                nursery.cancel_scope.cancel()  # served to the end, or stopped
+
+            try:
+                url: str | None = await nursery.start(serve)
             except ValueError as exc:
                 raise _UsageError(str(exc)) from None
-            print(url, flush=True)
-            # Serve until SIGINT or SIGTERM; leaving the nursery ends every session and
-            # reaps every child.
-            async for signum in signals:
-                print(
-                    f"trio-exec serve: {signal.Signals(signum).name}, shutting down",
-                    file=sys.stderr,
-                )
-                nursery.cancel_scope.cancel()
-                break
+            if url is not None:
+                print(url, flush=True)
+            await _stop_on_signal(server, signals, nursery.cancel_scope)
     return 0
+
+
+async def _stop_on_signal(
+    server: ExecServer, signals: AsyncIterator[int], scope: trio.CancelScope
+) -> None:
+    """On SIGINT or SIGTERM, stop the server gracefully: each client gets the final events
+    of its processes, then close code 1001 (stdio: end of file). A second signal during
+    the stop cancels ``scope``: every session ends at once (children still reaped)."""
+    async for signum in signals:
+        print(f"trio-exec serve: {signal.Signals(signum).name}, shutting down", file=sys.stderr)
+        break
+    async with trio.open_nursery() as nursery:
+
+        async def stop_at_once_on_signal() -> None:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                print(f"trio-exec serve: {name} again, stopping at once", file=sys.stderr)
+                scope.cancel()
+
+        nursery.start_soon(stop_at_once_on_signal)
+        await server.aclose()
+        nursery.cancel_scope.cancel()
 
 
 async def _main(args: argparse.Namespace) -> int:

@@ -147,4 +147,14 @@ class RemoteError(TrioExecError):
 
 
 class ConnectionLost(TrioExecError):
-    """The transport to the exec server is gone; the call cannot complete."""
+    """The transport to the exec server is gone; the call cannot complete.
+
+    Args:
+        close_code: the websocket close code when a websocket ended, e.g. 1001 (Going
+            Away: the peer shut down), 1006 (dropped without a close handshake).
+    """
+
+    def __init__(self, *args: object, close_code: int | None = None) -> None:
+        super().__init__(*args)
+        self.close_code = close_code
+        """The websocket close code, or None (another transport, or no code known)."""

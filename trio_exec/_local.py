@@ -16,11 +16,12 @@ and every signal goes to the whole group. Three kinds of task feed the session's
   Before it sequences ``Exited`` it waits until the pumps have appended every byte that
   was in the pipes when the child exited (``FIONREAD``): output the child wrote before
   exiting always precedes ``Exited`` (invariant 4), while output of grandchildren that
-  keeps coming never delays it. It sequences ``Closed`` once every stream is at EOF,
-  and then closes the session's descriptors (output pipes, PTY master, and the stdin
-  pipe unless a job of the group still reads it): a session kept open after its end
-  (the server retains finished processes) holds only its log and the zombie that pins
-  the group id.
+  keeps coming never delays it. It sequences ``Closed`` once every stream is at EOF, or
+  :data:`CLOSE_DRAIN_TIMEOUT` after the group was SIGKILLed (then only a process that
+  left the group can still hold a stream open; the pumps stop reading it), and then
+  closes the session's descriptors (output pipes, PTY master, and the stdin pipe unless
+  a job of the group still reads it): a session kept open after its end (the server
+  retains finished processes) holds only its log and the zombie that pins the group id.
 
 When the program ignores SIGCHLD (``signal.signal(SIGCHLD, SIG_IGN)``), the kernel reaps
 each child as it exits and discards its status, as it does for :mod:`subprocess`: the
@@ -94,9 +95,11 @@ A larger buffer lets the child run ahead of a busy event loop between reads; it 
 toward the bound on memory held for a paused consumer."""
 
 CLOSE_DRAIN_TIMEOUT: Final = 2.0
-"""Seconds to wait, after the block is left and the group killed, for the child's pipes to
-reach end of file. Only a process outside the group (one that called ``setsid``) can
-keep them open that long; its later output is then dropped and ``Closed`` is sequenced."""
+"""Seconds to wait, once the child exited and its group was SIGKILLed (the block was left,
+``signal(SIGKILL)``, or the grace of ``terminate`` ran out), for the child's pipes to reach
+end of file. Only a process outside the group (one that called ``setsid``) can keep them
+open that long; its later output is then dropped and ``Closed`` is sequenced. An exec
+server's session ends the same way when its client terminates or kills the process."""
 
 PTY_EXIT_SETTLE: Final = 0.05
 """Seconds the reaper lets a PTY reach end of file after the child exits before it
@@ -202,9 +205,21 @@ class _Pump:
         self.appended_total = 0
         """Bytes sequenced into the log."""
         self.at_eof = trio.Event()
+        """Set once no more output will be appended: end of file, or :meth:`stop`."""
         self._progress = trio.lowlevel.ParkingLot()
+        self._reading = trio.CancelScope()
 
     async def run(self) -> None:
+        with self._reading:
+            await self._read_to_eof()
+        self.at_eof.set()
+        self._progress.unpark_all()
+
+    def stop(self) -> None:
+        """Stop reading: what has not been appended yet is dropped; sets :attr:`at_eof`."""
+        self._reading.cancel()
+
+    async def _read_to_eof(self) -> None:
         fd = self.fd
         while True:
             try:
@@ -224,8 +239,6 @@ class _Pump:
             self.appended_total += len(data)
             self._progress.unpark_all()
             await trio.lowlevel.checkpoint()
-        self.at_eof.set()
-        self._progress.unpark_all()
 
     async def wait_appended(self, target: int) -> None:
         """Wait until ``target`` bytes were sequenced, or end of file."""
@@ -270,6 +283,7 @@ class LocalProcess(ExecProcess):
         self._group_gone = False
         self._keeper = keeper
         """The keeper that has the group registered, until the group is forgotten."""
+        self._group_killed = trio.Event()
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -337,11 +351,30 @@ class LocalProcess(ExecProcess):
         for pump, target in targets:
             await pump.wait_appended(target)
         self._log.set_exited(exit_code, signum)
-        for pump in self._pumps:
-            await pump.at_eof.wait()
+        await self._wait_output_end()
         self._log.set_closed()
         self._close_descriptors(keep_read_stdin=True)
         self._done.set()
+
+    async def _wait_output_end(self) -> None:
+        """Wait until every output stream is at end of file, but once the child exited and
+        its group was SIGKILLed (leaving the block, :meth:`signal`, the end of a grace),
+        at most :data:`CLOSE_DRAIN_TIMEOUT` more: only a process outside the group (one
+        that called ``setsid``) can hold the output open then. The pumps are stopped and
+        that process's later output is dropped, so ``Closed`` is sequenced on every path
+        where the child's group was killed, remote sessions included."""
+        async with trio.open_nursery() as nursery:
+
+            async def all_at_eof() -> None:
+                for pump in self._pumps:
+                    await pump.at_eof.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(all_at_eof)
+            await self._group_killed.wait()
+            await trio.sleep(CLOSE_DRAIN_TIMEOUT)
+            for pump in self._pumps:
+                pump.stop()
 
     async def _shutdown(self, grace: float) -> None:
         """Leave the block: terminate, kill the group, drain, reap, wait for the group."""
@@ -363,6 +396,8 @@ class LocalProcess(ExecProcess):
         """
         if not self._group_gone:
             _killpg(self.pid, sig)
+        if sig == _signal.SIGKILL:
+            self._group_killed.set()
 
     async def _reap_and_wait_group(self) -> None:
         """Reap the exited child, then wait until no process of its group is alive.
@@ -499,7 +534,9 @@ class LocalProcess(ExecProcess):
         outlive the child) after ``Closed``, until the block is left.
 
         For SIGKILL, returns once no process of the group is alive any more (at most
-        :data:`GROUP_EXIT_TIMEOUT` seconds), so that a kill is complete when it returns.
+        :data:`GROUP_EXIT_TIMEOUT` seconds), so that a kill is complete when it returns;
+        ``Closed`` then follows within :data:`CLOSE_DRAIN_TIMEOUT`, even if a process that
+        left the group holds the output open.
         """
         signum = _signal.Signals(sig)
         await trio.lowlevel.checkpoint()

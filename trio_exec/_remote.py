@@ -75,7 +75,13 @@ outage:
   start is sent again.
 
 Transports given to :func:`open_remote_backend` (stdio, a command's pipes) are never
-resumed: their session ends with them.
+resumed: their session ends with them. Nor is a websocket that the server closed with
+code 1001 (Going Away: a trio_exec server stopping gracefully, e.g. ``trio-exec serve``
+on SIGTERM), since the server ended the session: it sent the final ``exited`` and
+``closed`` of its processes first, so each process ends with them, or at once with
+``exec-server transport disconnected: the exec server shut down ...``. A connection
+dropped without a close handshake (1006, as the reference server does on SIGTERM) is
+resumed as any lost connection.
 
 Rules
 -----
@@ -177,7 +183,7 @@ from ._protocol import (
     path_to_file_uri,
 )
 from ._retained import DEFAULT_RETAINED_BYTES, ProcessLog
-from ._transport import MessageTransport, open_websocket_transport
+from ._transport import WEBSOCKET_GOING_AWAY, MessageTransport, open_websocket_transport
 from ._util import leaf_exceptions, open_service_nursery
 
 __all__ = [
@@ -221,7 +227,9 @@ end of output. When it passes, the process's log fails and the block is left any
 
 CLOSE_TIMEOUT: Final = 2.0
 """Seconds that leaving a process block waits for ``closed`` when the child had already
-exited (a grandchild may hold its output open). When it passes, the log fails."""
+exited (a grandchild may hold its output open) and the server cannot be asked to kill the
+rest of the group (no ``signals`` extension; with it the wait is :data:`SHUTDOWN_TIMEOUT`).
+When it passes, the log fails."""
 
 WRITE_CHUNK_BYTES: Final = 1024 * 1024
 """Largest ``process/write`` payload (1 MiB, about 1.4 MB of base64); a larger
@@ -348,7 +356,11 @@ class _RpcClient:
         """Why the connection broke (``exec-server transport disconnected: ...``), or None."""
         self.resumable = False
         """Whether it broke because the transport was lost (not a protocol error, not closed
-        by us): a session that may be resumed on a new connection."""
+        by us, not closed by a server that shut down): a session that may be resumed on a
+        new connection."""
+        self.server_shut_down = False
+        """Whether the server closed the connection because it shut down (websocket close
+        code 1001, Going Away): its sessions are over, so there is nothing to resume."""
 
     @property
     def in_flight(self) -> int:
@@ -476,6 +488,10 @@ class _RpcClient:
 
     def _lost(self, exc: ConnectionLost) -> None:
         if self.failure is None:
+            if exc.close_code == WEBSOCKET_GOING_AWAY:
+                self.server_shut_down = True
+                self._fail(f"{DISCONNECTED}: the exec server shut down ({exc})")
+                return
             self.resumable = True
         self._fail(f"{DISCONNECTED}: {exc}")
 
@@ -1172,6 +1188,8 @@ class RemoteBackend(ExecBackend):
                 f"the server refused to resume session {self.session_id}: {exc.message}"
             ) from None
         except ConnectionLost as exc:
+            if rpc.server_shut_down:
+                raise _GiveUp(str(exc)) from None
             raise _Retry(str(exc)) from None
         except BaseException:
             rpc.close("the resume attempt was abandoned")
@@ -1192,6 +1210,8 @@ class RemoteBackend(ExecBackend):
             for route in list(self._routes.values()):
                 if route.started:
                     nursery.start_soon(catch_up, route)
+        if rpc.server_shut_down:
+            raise _GiveUp(rpc.failure or "the exec server shut down")
         if broken or rpc.failure is not None:
             raise _Retry(rpc.failure or "the connection broke during the catch-up")
 
@@ -1374,12 +1394,15 @@ class RemoteBackend(ExecBackend):
 
         Leaving the block with the child running sends ``process/terminate`` (with
         ``graceMs`` when supported) and waits for the exit and the end of output, at most
-        ``grace`` (when graceful) plus :data:`SHUTDOWN_TIMEOUT` seconds; if the child had
-        already exited, it waits at most :data:`CLOSE_TIMEOUT` seconds for the end of
-        output. With the ``signals`` extension, the server is also asked to SIGKILL what
-        is left of the process group (grandchildren) once the child exited, as a local
-        session does; without it (the reference) grandchildren that outlive the child are
-        the server's to clean up (the reference kills them when the session expires). If
+        ``grace`` (when graceful) plus :data:`SHUTDOWN_TIMEOUT` seconds. With the
+        ``signals`` extension, the server is also asked to SIGKILL what is left of the
+        process group (grandchildren) once the child exited, as a local session does,
+        and a trio_exec server then ends the output within its ``CLOSE_DRAIN_TIMEOUT``
+        even if a process that left the group holds it open; if the child had already
+        exited, the wait is then at most :data:`SHUTDOWN_TIMEOUT` seconds. Without it
+        (the reference) grandchildren that outlive the child are the server's to clean up
+        (the reference kills them when the session expires), and if the child had already
+        exited the wait for the end of output is at most :data:`CLOSE_TIMEOUT` seconds. If
         the server does not answer in time, the process's log fails and the block is left
         anyway. After a connection loss, leaving never waits.
 
@@ -1747,17 +1770,22 @@ class RemoteProcess(ExecProcess):
         self._route.release()  # nobody will consume the subscriptions any more
         try:
             if not log.finished and self._backend.failure is None and self._route.lost is None:
-                if log.exited is None or not started:
+                # As a local session: terminate a running child, then SIGKILL what is left
+                # of its group (grandchildren may hold the output open), after which a
+                # trio_exec server ends the output within its CLOSE_DRAIN_TIMEOUT.
+                kill = started and self._backend.supports(Extension.SIGNALS)
+                running = log.exited is None or not started
+                if running:
                     graceful = self._backend.supports(Extension.GRACEFUL_TERMINATE)
-                    with trio.move_on_after((grace if graceful else 0.0) + SHUTDOWN_TIMEOUT):
-                        await self._send_terminate(grace)
-                        if started:
-                            await self._wait_finished()
+                    bound = (grace if graceful else 0.0) + SHUTDOWN_TIMEOUT
                 else:
-                    with trio.move_on_after(CLOSE_TIMEOUT):
-                        if self._backend.supports(Extension.SIGNALS):
-                            # Grandchildren may still hold the output open: end the group.
-                            await self._kill_group()
+                    bound = SHUTDOWN_TIMEOUT if kill else CLOSE_TIMEOUT
+                with trio.move_on_after(bound):
+                    if running:
+                        await self._send_terminate(grace)
+                    if kill:
+                        await self._kill_group()
+                    if started:
                         await self._wait_finished()
             elif started and log.closed is not None and self._backend.supports(Extension.SIGNALS):
                 # The output ended, but a grandchild that closed its output may live on:
@@ -1957,7 +1985,9 @@ async def connect(
     the session (see the module docstring): consumers see no gap and no duplicate, calls
     wait for the resume. If that fails (or ``resume_deadline`` is 0), every pending and
     later call raises :class:`ConnectionLost` and every open process's events end with
-    ``Failed``.
+    ``Failed``. A server that shut down gracefully (close code 1001) is not resumed: each
+    process ends with the events the server sent before closing, and the failure says
+    ``the exec server shut down``.
 
     **Cancellation:** the connection is closed.
     """

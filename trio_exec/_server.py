@@ -53,6 +53,14 @@ the session ends. A stdio connection (or any :meth:`ExecServer.serve_connection`
 ``detachable``), and every connection when ``detach_timeout`` is 0, ends its session at
 once, and cancelling the server ends every session.
 
+Graceful stop. :meth:`ExecServer.aclose` stops listening, ends each attached session's
+processes as their blocks would (SIGTERM, SIGKILL after ``session_end_grace``, SIGKILL to
+what is left of the group; the output then ends within ``CLOSE_DRAIN_TIMEOUT``), lets the
+forwarders send every final ``process/exited`` and ``process/closed``, lets the writer
+flush the queue, and closes the transport with websocket code 1001 (Going Away; stdio: end
+of file), which a trio_exec client takes as the end of its session. Detached sessions end
+at once; what is not done after :data:`GRACEFUL_STOP_TIMEOUT` ends as on cancellation.
+
 A write runs in a task of the session, so a connection lost mid-write never cuts it; a
 ``process/write`` resent with the same ``writeId`` waits for that write and answers its
 status: it is written exactly once.
@@ -89,6 +97,10 @@ deliberate differences:
   its 1 MiB retention. Output that was still in socket buffers is lost with the
   connection unless the retention covers it: with heavy output, ``retain_bytes`` must
   exceed what the network buffers hold for a resume to lose nothing.
+* On a graceful stop (``trio-exec serve`` on SIGTERM or SIGINT) the clients get the final
+  events of their processes and close code 1001; the reference drops its connections
+  (1006) and its clients try to resume a session that is gone. Cancelling the server
+  drops connections the same way.
 * A ``process/write`` cut off by a lost connection completes in the session, and a resend
   with its ``writeId`` answers its status once it did; the reference may write part of it.
 * ``envPolicy`` follows the reference's rules (see :func:`_policy_env`) but takes missing
@@ -118,7 +130,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from fnmatch import fnmatchcase
 from functools import partial
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import attrs
 import h11
@@ -189,6 +201,7 @@ __all__ = [
     "CATCH_UP_HOLD",
     "CLOSED_PROCESS_RETENTION",
     "DETACH_TIMEOUT",
+    "GRACEFUL_STOP_TIMEOUT",
     "HTTP_HEAD_TIMEOUT",
     "MAX_HTTP_HEAD_BYTES",
     "MAX_IN_FLIGHT_REQUESTS",
@@ -257,6 +270,17 @@ Responses and notifications wait for room; since notifications wait, a client th
 slowly slows the children (through the event subscriptions) instead of growing memory.
 """
 
+GRACEFUL_STOP_TIMEOUT: Final = 5.0
+"""Seconds :meth:`ExecServer.aclose` waits, beyond the server's ``session_end_grace``, for
+the processes of attached sessions to end and for their final notifications and the close
+of each connection to be sent.
+
+A process has ended at most ``session_end_grace`` after its SIGTERM (then it is SIGKILLed)
+plus the local drain bound (``CLOSE_DRAIN_TIMEOUT``, 2 s, for output held open by a
+process that left the group). What is left when the time passes ends at once, as when the
+server is cancelled (its clients then get close code 1001 without the final events).
+"""
+
 SESSION_END_GRACE: Final = 1.0
 """Seconds between SIGTERM and SIGKILL to a child's process group when its session ends.
 
@@ -309,6 +333,7 @@ _CORE_ENV_VARS: Final = frozenset(
 """``inherit: "core"`` of ``envPolicy``: the reference 0.169's list (seen live)."""
 _DEFAULT_ENV_EXCLUDES: Final = ("*KEY*", "*SECRET*", "*TOKEN*")
 _PROTOCOL_PARSE_PREFIX: Final = "failed to parse JSON-RPC message: "
+_GOING_AWAY_REASON: Final = "the exec server is shutting down"
 _STDIO_PARSE_PREFIX: Final = "failed to parse JSON-RPC message from exec-server stdio"
 
 
@@ -419,6 +444,10 @@ class ExecServer:
         """Seconds a websocket session outlives its lost connection (0: it ends at once)."""
         self._connections: set[_Connection] = set()
         self._sessions: dict[str, _Session] = {}
+        self._stopping = trio.Event()  # aclose was called
+        self._stopped = trio.Event()  # aclose is done
+        self._serve_calls = 0
+        self._serve_calls_changed = trio.lowlevel.ParkingLot()
 
     def __repr__(self) -> str:
         return (
@@ -456,6 +485,9 @@ class ExecServer:
                 this connection ended (a resumed session belongs to the connection that
                 created it).
 
+        Also returns once :meth:`aclose` stopped the server (at once if it was stopped
+        already: the transport is then closed as a stop closes it).
+
         **Cancellation:** every process of the session created on this connection is
         terminated (SIGTERM, SIGKILL after ``session_end_grace``) and reaped, and the
         transport is closed, before Cancelled propagates; no process is left behind. A
@@ -463,12 +495,79 @@ class ExecServer:
         """
         await self._serve(transport, _parse_error_prefix(transport), detachable=detachable)
 
+    async def aclose(self) -> None:
+        """Stop the server gracefully; idempotent.
+
+        Every ``serve_websocket`` of this server stops listening. Each process of a
+        session attached to a connection is ended as when its block is left (SIGTERM,
+        SIGKILL after ``session_end_grace``, then SIGKILL to what is left of its group),
+        its final ``process/exited`` and ``process/closed`` are sent, and then the
+        connection is closed: a websocket with close code 1001 (Going Away), which tells a
+        trio_exec client that its session is over (it does not try to resume it); a
+        stdio connection with end of file on stdout. Detached sessions end. Meanwhile
+        ``initialize`` and ``process/start`` are refused with -32600 ``the exec server is
+        shutting down``. What has not finished after ``session_end_grace`` plus
+        :data:`GRACEFUL_STOP_TIMEOUT` seconds ends at once, as on cancellation.
+
+        Returns once every connection and session ended and every process was reaped;
+        ``serve_websocket``, ``serve_stdio`` and ``serve_connection`` then return. A stopped
+        server does not serve again: they return at once.
+
+        **Cancellation:** the stop becomes abrupt: every session ends at once and every
+        connection is closed without waiting for its final notifications; the tasks
+        serving them still terminate and reap every process. Then Cancelled propagates.
+        """
+        await trio.lowlevel.checkpoint()
+        if self._stopping.is_set():
+            await self._stopped.wait()
+            return
+        self._stopping.set()
+        _logger.info("stopping: ending %d sessions", len(self._sessions))
+        try:
+            with trio.move_on_after(self.session_end_grace + GRACEFUL_STOP_TIMEOUT):
+                async with trio.open_nursery() as nursery:
+                    for session in list(self._sessions.values()):
+                        if session.connection is None:
+                            session.end()  # detached: nobody to tell
+                    for connection in list(self._connections):
+                        nursery.start_soon(connection.go_away)
+            self._end_everything()
+            while self._serve_calls:
+                await self._serve_calls_changed.park()
+        except BaseException:
+            self._end_everything()
+            raise
+        finally:
+            self._stopped.set()
+
+    def _end_everything(self) -> None:
+        """End every session and connection at once (their serving tasks reap)."""
+        for session in list(self._sessions.values()):
+            session.end()
+        for connection in list(self._connections):
+            connection.abort()
+
     async def _serve(
         self,
         transport: MessageTransport,
         parse_error_prefix: str | None,
         *,
         detachable: bool = False,
+    ) -> None:
+        self._serve_calls += 1
+        try:
+            if self._stopping.is_set():
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(WEBSOCKET_DISCONNECT_TIMEOUT):
+                        await transport.aclose_going_away(_GOING_AWAY_REASON)
+                return
+            await self._serve_until_closed(transport, parse_error_prefix, detachable)
+        finally:
+            self._serve_calls -= 1
+            self._serve_calls_changed.unpark_all()
+
+    async def _serve_until_closed(
+        self, transport: MessageTransport, parse_error_prefix: str | None, detachable: bool
     ) -> None:
         connection = _Connection(self, transport, parse_error_prefix, detachable=detachable)
         self._connections.add(connection)
@@ -480,7 +579,13 @@ class ExecServer:
                 await connection.run()
             finally:
                 self._connections.discard(connection)
-                if trio.current_effective_deadline() == -math.inf:
+                if self._stopping.is_set() and trio.current_effective_deadline() != -math.inf:
+                    # The server stops: the final notifications were sent; tell the
+                    # client that the session is over (1001 Going Away).
+                    with trio.CancelScope(shield=True):
+                        with trio.move_on_after(WEBSOCKET_DISCONNECT_TIMEOUT):
+                            await transport.aclose_going_away(_GOING_AWAY_REASON)
+                elif trio.current_effective_deadline() == -math.inf:
                     # Cancelled (the server is shutting down): no close handshake, whose
                     # reply could not be read any more; like the reference, whose clients
                     # see 1006.
@@ -491,6 +596,7 @@ class ExecServer:
                     with trio.CancelScope(shield=True):
                         with trio.move_on_after(WEBSOCKET_DISCONNECT_TIMEOUT):
                             await transport.aclose()
+                connection.ended.set()
 
 
 def _parse_error_prefix(transport: MessageTransport) -> str | None:
@@ -711,7 +817,12 @@ class _Session:
         if self.connection is not connection:
             return
         self.connection = None
-        if not connection.detachable or self.server.detach_timeout <= 0 or self.nursery is None:
+        if (
+            not connection.detachable
+            or self.server.detach_timeout <= 0
+            or self.nursery is None
+            or self.server._stopping.is_set()
+        ):
             self.end()
             return
         for entry in self.processes.values():
@@ -726,6 +837,31 @@ class _Session:
         if timer is not None and self.nursery is not None:
             self._timer = trio.CancelScope()
             self.nursery.start_soon(timer, self._timer)
+
+    async def finish_processes(self) -> None:
+        """The server stops: end every process as when its block is left, but keep the
+        session (and the retained output) until the final notifications are sent.
+        Returns once every process closed.
+
+        **Cancellation:** what was sent stays sent; the session's end does the rest.
+        """
+        finished: set[_Entry] = set()
+        # Again for processes whose start request was already being handled.
+        while pending := [entry for entry in self.processes.values() if entry not in finished]:
+            async with trio.open_nursery() as nursery:
+                for entry in pending:
+                    finished.add(entry)
+                    nursery.start_soon(self._finish_process, entry)
+
+    async def _finish_process(self, entry: _Entry) -> None:
+        await entry.settled.wait()
+        proc = entry.proc
+        if proc is None or entry.closed:
+            return
+        await proc.terminate(self.server.session_end_grace)
+        # What is left of the group; the output then ends within CLOSE_DRAIN_TIMEOUT.
+        await proc.signal(_signal.SIGKILL)
+        await proc.wait_closed()
 
     async def _expire(self, scope: trio.CancelScope) -> None:
         with scope:
@@ -774,6 +910,10 @@ class _Connection:
         self._outbound = send
         self._outbound_receive = receive
         self._nursery: trio.Nursery | None = None
+        self._forwarders = 0
+        self._forwarders_changed = trio.lowlevel.ParkingLot()
+        self.ended = trio.Event()
+        """Set once the connection ended and its transport was closed."""
 
     @property
     def in_flight(self) -> int:
@@ -811,7 +951,31 @@ class _Connection:
 
     def start_forwarder(self, entry: _Entry, subscription: EventSubscription) -> None:
         assert self._nursery is not None
-        self._nursery.start_soon(self._forward, entry, subscription)
+        self._forwarders += 1
+        self._nursery.start_soon(self._forward_counted, entry, subscription)
+
+    async def _forward_counted(self, entry: _Entry, subscription: EventSubscription) -> None:
+        try:
+            await self._forward(entry, subscription)
+        finally:
+            self._forwarders -= 1
+            self._forwarders_changed.unpark_all()
+
+    async def go_away(self) -> None:
+        """The server stops gracefully: end the session's processes, send every final
+        notification, then end the connection (``ExecServer._serve`` closes it with 1001).
+
+        **Cancellation:** the connection is left as it is, for ``abort``.
+        """
+        session = self.session
+        if session is not None and session.connection is self:
+            await session.finish_processes()
+            # Each forwarder ends once it queued its process's `closed`.
+            while self._forwarders:
+                await self._forwarders_changed.park()
+        # The writer sends what is queued, then ends the connection.
+        self._outbound.close()
+        await self.ended.wait()
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -907,6 +1071,9 @@ class _Connection:
             )
             await self._reply_error(request.id, INVALID_REQUEST, message)
             return
+        if isinstance(params, StartParams) and self._server._stopping.is_set():
+            await self._reply_error(request.id, INVALID_REQUEST, _GOING_AWAY_REASON)
+            return
         self._slots.acquire_nowait()
         turn: tuple[trio.Event | None, trio.Event] | None = None
         if isinstance(params, WriteParams | CloseStdinParams):
@@ -925,6 +1092,9 @@ class _Connection:
         if self._handshake is not _Handshake.NEW:
             message = "initialize may only be sent once per connection"
             await self._reply_error(request_id, INVALID_REQUEST, message)
+            return
+        if self._server._stopping.is_set():
+            await self._reply_error(request_id, INVALID_REQUEST, _GOING_AWAY_REASON)
             return
         resume_id = params.resume_session_id
         if resume_id is None:
@@ -1735,8 +1905,8 @@ async def serve_websocket(
     server: ExecServer | None = None,
     allow_unauthenticated_non_loopback: bool = False,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
-) -> NoReturn:
-    """Serve the exec server on a websocket endpoint until cancelled.
+) -> None:
+    """Serve the exec server on a websocket endpoint until cancelled or stopped.
 
     The websocket is served on path ``/``; ``GET /readyz`` answers 200 without auth; any
     request carrying an ``Origin`` header is refused with 403 (no browser may drive a
@@ -1764,9 +1934,15 @@ async def serve_websocket(
             is false. Raised before anything is bound.
         OSError: the address cannot be resolved or bound.
 
+    Returns once ``server`` was stopped with :meth:`ExecServer.aclose` (the graceful stop:
+    final notifications, then close code 1001): the listener is closed as soon as the stop
+    begins, and this returns once it is done.
+
     **Cancellation:** the listener is closed and every session ends: each child process
     group is terminated (SIGTERM, SIGKILL after the server's ``session_end_grace``) and
-    reaped before Cancelled propagates; no process is left behind.
+    reaped before Cancelled propagates; no process is left behind. Connections are
+    dropped without a close handshake (clients see 1006 and may try to resume), as the
+    reference server does on SIGTERM; use :meth:`ExecServer.aclose` to tell them.
     """
     digest = _token_digest(token, token_sha256)
     if digest is None and not allow_unauthenticated_non_loopback:
@@ -1778,10 +1954,21 @@ async def serve_websocket(
                 "commands. Pass `token` (or `token_sha256`), or "
                 "`allow_unauthenticated_non_loopback=True` to allow it explicitly."
             )
-    front = _WebSocketFront(server or ExecServer(), digest, ssl_context)
+    server = server or ExecServer()
+    front = _WebSocketFront(server, digest, ssl_context)
     listeners = await trio.open_tcp_listeners(port, host=host)
     task_status.started(_url(listeners[0], tls=ssl_context is not None))
-    await trio.serve_listeners(front.handle, listeners)
+    async with trio.open_nursery() as handlers:
+        async with trio.open_nursery() as accepting:
+            accepting.start_soon(
+                partial(trio.serve_listeners, front.handle, listeners, handler_nursery=handlers)
+            )
+            await server._stopping.wait()
+            accepting.cancel_scope.cancel()  # closes the listeners
+        # The connections end by themselves (see ExecServer.aclose); what is left are
+        # requests that had not become websocket sessions.
+        await server._stopped.wait()
+        handlers.cancel_scope.cancel()
 
 
 # -- stdio ---------------------------------------------------------------------------------------
@@ -1791,9 +1978,11 @@ async def serve_stdio(*, server: ExecServer | None = None) -> None:
     """Serve one session over stdin / stdout, one JSON message per line, until end of file.
 
     Only protocol goes to stdout. End of file on stdin ends the session: its processes are
-    terminated and reaped, then this returns. stdin and stdout are put in non-blocking mode
-    while serving (restored after), so they must not be shared with other readers or
-    writers meanwhile.
+    terminated and reaped, then this returns. So does :meth:`ExecServer.aclose` on
+    ``server``, after the final notifications of the processes, with end of file on stdout
+    (the descriptor this serves on is closed; the process's own stdout stays open until it
+    exits). stdin and stdout are put in non-blocking mode while serving (restored after),
+    so they must not be shared with other readers or writers meanwhile.
 
     **Cancellation:** the session ends as on end of file: every process is terminated and
     reaped before Cancelled propagates.

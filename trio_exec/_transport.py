@@ -28,6 +28,7 @@ __all__ = [
     "MEMORY_TRANSPORT_BUFFER",
     "WEBSOCKET_CONNECT_TIMEOUT",
     "WEBSOCKET_DISCONNECT_TIMEOUT",
+    "WEBSOCKET_GOING_AWAY",
     "WEBSOCKET_RECEIVE_BYTES",
     "MemoryTransport",
     "MessageTransport",
@@ -53,6 +54,11 @@ WEBSOCKET_CONNECT_TIMEOUT: Final = 10.0
 
 WEBSOCKET_DISCONNECT_TIMEOUT: Final = 2.0
 """Seconds a websocket close handshake may take before the socket is dropped."""
+
+WEBSOCKET_GOING_AWAY: Final = 1001
+"""The websocket close code (RFC 6455 "Going Away") of :meth:`MessageTransport.aclose_going_away`:
+the peer is shutting down. A trio_exec client does not try to resume a session closed
+with it (a dropped connection, code 1006, is resumed)."""
 
 MEMORY_TRANSPORT_BUFFER: Final = 64
 """Messages an in-memory transport buffers in each direction before ``send`` waits."""
@@ -94,6 +100,17 @@ class MessageTransport(abc.ABC):
         handshake).
         """
 
+    async def aclose_going_away(self, reason: str) -> None:
+        """Close the transport because this end is shutting down; idempotent.
+
+        A websocket sends close code :data:`WEBSOCKET_GOING_AWAY` (1001) with ``reason``,
+        which the peer's :class:`~trio_exec.ConnectionLost` carries as ``close_code``;
+        other transports just close (the peer reads end of file).
+
+        **Cancellation:** as :meth:`aclose`.
+        """
+        await self.aclose()
+
 
 class WebSocketTransport(MessageTransport):
     """A transport over a trio-websocket connection; text frames out, text or binary in."""
@@ -109,19 +126,26 @@ class WebSocketTransport(MessageTransport):
             try:
                 await self.websocket.send_message(message)
             except (trio_websocket.ConnectionClosed, trio.BrokenResourceError) as exc:
-                raise ConnectionLost(_describe_close(exc)) from None
+                raise ConnectionLost(_describe_close(exc), close_code=_close_code(exc)) from None
 
     async def receive(self) -> str | bytes:
         """See :meth:`MessageTransport.receive`."""
         try:
             return await self.websocket.get_message()
         except trio_websocket.ConnectionClosed as exc:
-            raise ConnectionLost(_describe_close(exc)) from None
+            raise ConnectionLost(_describe_close(exc), close_code=_close_code(exc)) from None
 
     async def aclose(self) -> None:
         """See :meth:`MessageTransport.aclose`."""
+        await self._close(1000, None)
+
+    async def aclose_going_away(self, reason: str) -> None:
+        """See :meth:`MessageTransport.aclose_going_away`: close code 1001."""
+        await self._close(WEBSOCKET_GOING_AWAY, reason)
+
+    async def _close(self, code: int, reason: str | None) -> None:
         try:
-            await self.websocket.aclose()
+            await self.websocket.aclose(code, reason)
         finally:
             # trio-websocket leaves the TCP stream open when the peer dropped it
             # without a close handshake; close it ourselves so no socket leaks.
@@ -129,6 +153,11 @@ class WebSocketTransport(MessageTransport):
             if stream is not None:
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(stream)
+
+
+def _close_code(exc: BaseException) -> int | None:
+    code = getattr(getattr(exc, "reason", None), "code", None)
+    return code if isinstance(code, int) else None
 
 
 def _describe_close(exc: BaseException) -> str:

@@ -579,6 +579,54 @@ async def _start_and_get_group(proc: tx.ExecProcess) -> int:
     return pgid
 
 
+# A grandchild that calls setsid leaves the group and keeps the child's stdout open. It
+# escapes the group kill by design (containing it is out of scope here), so each test
+# kills it by pid.
+_ESCAPING_GRANDCHILD = (
+    "import subprocess, sys, time\n"
+    "grandchild = subprocess.Popen(\n"
+    "    [sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True\n"
+    ")\n"
+    "print(grandchild.pid, flush=True)\n"
+    "if sys.argv[1] != 'exit':\n"
+    "    time.sleep(60)\n"
+)
+
+
+@pytest.mark.parametrize("how", ["leave-running", "leave-exited", "sigkill"])
+async def test_setsid_grandchild_holding_stdout_still_ends_with_closed(
+    backend: tx.ExecBackend, how: str
+) -> None:
+    """Once the child's group was killed, the output ends within CLOSE_DRAIN_TIMEOUT even
+    though a process outside the group holds it open: Exited then Closed, no Failed."""
+    argv = [*python(_ESCAPING_GRANDCHILD), "exit" if how == "leave-exited" else "run"]
+    grandchild: int | None = None
+    try:
+        with trio.fail_after(TIMEOUT):
+            async with backend.open_process(argv, grace=0.5) as proc:
+                events = proc.events
+                received: list[tx.Event] = []
+                line = b""
+                while not line.endswith(b"\n"):
+                    event = await events.receive()
+                    assert isinstance(event, tx.Output), event
+                    received.append(event)
+                    line += event.data
+                grandchild = int(line)
+                if how == "leave-exited":
+                    assert await proc.wait() == 0
+                elif how == "sigkill":
+                    await proc.signal(signal.SIGKILL)
+                    assert await proc.wait() == 137
+                    await proc.wait_closed()
+            received += [event async for event in events]
+        assert [type(event) for event in received[-2:]] == [tx.Exited, tx.Closed], received
+        check_event_stream(received)
+    finally:
+        if grandchild is not None:
+            os.kill(grandchild, signal.SIGKILL)
+
+
 async def test_no_orphans_after_cancellation(backend: tx.ExecBackend) -> None:
     with trio.fail_after(TIMEOUT):
         with trio.CancelScope() as scope:

@@ -584,6 +584,30 @@ async def test_leaving_after_exit_kills_the_group_when_signals_are_supported() -
         assert isinstance((await collect(proc))[-1], tx.Closed)
 
 
+async def test_leaving_while_running_terminates_then_kills_the_group() -> None:
+    """As a local block: terminate the child, then SIGKILL what is left of its group (a
+    grandchild that holds the output open), after which the server ends the output."""
+    async with open_fake(["gracefulTerminate", "signals"]) as (backend, server, nursery):
+
+        async def serve() -> None:
+            await answer_start(server)
+            request = await server.request("process/terminate")
+            await server.respond(request, {"running": True})
+            await send_events(server, "p", [tx.Exited(seq=1, exit_code=143)])
+            kill = await server.request("process/signal")
+            assert kill["params"] == {"processId": "p", "signal": "kill"}
+            await server.respond(kill, {})
+            await send_events(server, "p", [tx.Closed(seq=2)])
+
+        nursery.start_soon(serve)
+        with trio.fail_after(TIMEOUT):
+            async with backend.open_process(["x"], process_id="p", grace=0.25) as proc:
+                pass
+            received = await collect(proc)
+        assert server.methods() == ["process/start", "process/terminate", "process/signal"]
+        assert [type(event) for event in received] == [tx.Exited, tx.Closed]
+
+
 async def test_leaving_after_close_kills_what_is_left_of_the_group() -> None:
     async with open_fake(["signals"]) as (backend, server, nursery):
         nursery.start_soon(lambda: answer_start(server, after=simple_stream(b"x")))
