@@ -902,6 +902,10 @@ _NOT_BASE64: Final = re.compile(r"[^A-Za-z0-9+/=]")
 def _structure_bytes(value: object, _: object) -> bytes:
     if type(value) is not str:
         raise _WireError(f"invalid type: {_describe(value)}, expected a base64 string")
+    # Strict mode still accepts padding past a whole quantum ("1CBA=", "AAAA===="): canonical
+    # base64 is a whole number of quanta, with at most two padding symbols.
+    if len(value) % 4 or value.endswith("==="):
+        raise _WireError(_base64_problem(value))
     try:
         data = binascii.a2b_base64(value, strict_mode=True)  # validates in C
     except (binascii.Error, ValueError):

@@ -246,6 +246,9 @@ BAD_BASE64 = [
     ("é===", "invalid symbol 233, offset 0"),
     ("a===", "invalid"),
     ("====", "invalid"),
+    ("1CBA=", "invalid padding"),  # padding past a whole quantum
+    ("AAAA====", "invalid padding"),
+    ("aGk=aGk=", "invalid symbol 61, offset 3"),
 ]
 
 
