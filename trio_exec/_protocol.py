@@ -921,8 +921,10 @@ def _base64_problem(value: str) -> str:
     bad = _NOT_BASE64.search(value)
     if bad is not None:
         return f"invalid base64: invalid symbol {ord(bad.group())}, offset {bad.start()}"
-    if "=" in value.rstrip("="):
-        return f"invalid base64: invalid symbol 61, offset {value.index('=')}"
+    padding = value.find("=")
+    # Padding inside the data, or starting a quantum of its own, is a misplaced symbol.
+    if padding >= 0 and ("=" in value.rstrip("=") or padding % 4 == 0):
+        return f"invalid base64: invalid symbol 61, offset {padding}"
     return "invalid base64: invalid padding or length"
 
 
