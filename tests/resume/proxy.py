@@ -44,6 +44,8 @@ class CuttingProxy:
         self.blackhole = False
         self.downstream_bytes = 0
         """Server-to-client bytes forwarded so far, over every connection."""
+        self.swallowed_bytes = 0
+        """Server-to-client bytes discarded so far (while ``blackhole``)."""
         self.accepted = 0
         """Connections forwarded so far."""
         self.cuts = 0
@@ -148,6 +150,7 @@ class CuttingProxy:
                 if not data:
                     break
                 if downstream and self.blackhole:
+                    self.swallowed_bytes += len(data)
                     continue
                 await sink.send_all(data)
                 if downstream:

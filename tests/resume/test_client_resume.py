@@ -237,7 +237,8 @@ async def test_output_evicted_meanwhile_fails_the_process_clearly() -> None:
     """Output the server sent that never arrived (swallowed here), and that the server no
     longer retains, cannot be recovered: that process fails, is terminated, and its calls
     raise ConnectionLost; the backend and its other processes go on."""
-    server = ExecServer(retain_bytes=64 * 1024)
+    retain = 64 * 1024
+    server = ExecServer(retain_bytes=retain)
     code = (
         "import os, sys, time\n"
         "out = sys.stdout.buffer\n"
@@ -253,9 +254,11 @@ async def test_output_evicted_meanwhile_fails_the_process_clearly() -> None:
                 first = await events.receive()
             assert isinstance(first, tx.Output)
             pgid = int(first.data.split(b"\n")[0])
-            # Output sent but lost on the way: far more than the server retains.
+            # Output sent but lost on the way, far more than the server retains (16 times
+            # on the wire, in base64: 12 times in output), so that the first chunk the
+            # client missed is evicted.
             proxy.blackhole = True
-            await trio.sleep(0.5)
+            await wait_for(lambda: proxy.swallowed_bytes > 16 * retain)
             proxy.blackhole = False
             proxy.cut()
             with trio.fail_after(TIMEOUT):

@@ -309,3 +309,33 @@ async def test_websocket_sessions_detach_and_server_cancellation_ends_them() -> 
 def test_detach_timeout_is_checked() -> None:
     with pytest.raises(ValueError, match="detach_timeout"):
         ExecServer(detach_timeout=-1)
+
+
+@pytest.mark.parametrize("retain", [64 * 1024, 1000])
+async def test_output_pinned_for_a_resume_never_stalls_a_connected_child(retain: int) -> None:
+    """What the server keeps pinned for a resume (the last output it sent) leaves room for
+    the next chunk, whatever its size: a child whose client has taken everything is never
+    held back.
+
+    The child writes less than half of ``retain`` (the server keeps all of it pinned, in
+    case it is lost in flight), then, once told, a chunk that does not fit beside it.
+    """
+    first_part = retain * 3 // 8
+    second_part = retain * 7 // 8
+    code = (
+        "import os, sys\n"
+        f"os.write(1, b'a' * {first_part})\n"
+        "sys.stdin.readline()\n"
+        f"os.write(1, b'b' * {second_part})\n"  # one write: read as one chunk
+        "sys.stdin.readline()\n"
+    )
+    async with open_host(ExecServer(retain_bytes=retain)) as host:
+        connection = host.connect()
+        await connection.initialize()
+        client = connection.client
+        await client.call("process/start", start_params("p", python(code), pipeStdin=True))
+        await client.wait_output("p", b"a" * first_part)
+        assert await client.write("p", b"\n", "w1") == "accepted"
+        await client.wait_output("p", b"a" * first_part + b"b" * second_part)
+        assert await client.write("p", b"\n", "w2") == "accepted"
+        await client.wait_closed("p")
