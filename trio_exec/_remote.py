@@ -14,6 +14,10 @@ One connection to an exec server (``trio-exec serve`` or the reference ``codex e
 * one **publisher** per process, which moves the process's ordered events into its
   :class:`~trio_exec._retained.ProcessLog`.
 
+These tasks are shielded from a cancellation of the scope around the backend block until
+that block is left: the process blocks inside it shut down (shielded) through a working
+connection, as a local process's pumps outlive the cancellation of its block.
+
 Every request is an awaitable call of its own. At most :data:`MAX_IN_FLIGHT_REQUESTS`
 are outstanding at once (a :class:`trio.Semaphore`): the reference server deadlocks when
 about 230 requests are pipelined. A call holds its slot until the server answered it, even
@@ -909,6 +913,7 @@ class RemoteBackend(ExecBackend):
         # For the connection tasks: not cancelled when the block is left, so that each
         # transport closes cleanly (with a close handshake) once its RPC client stopped.
         self._connections: trio.Nursery | None = None
+        self._left = trio.Event()  # the backend block is left: _run_tasks ends the tasks
         self._live: set[str] = set()
         self.session_id: str | None = None
         """The server's session id (what a resume asks for), once initialized."""
@@ -968,6 +973,32 @@ class RemoteBackend(ExecBackend):
             raise ConnectionLost(self._final_failure)
 
     # -- connections -----------------------------------------------------------------------
+
+    async def _run_tasks(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Host the backend's tasks until its block is left; the task of :func:`_open_backend`.
+
+        The connections (RPC reader and writer), the publishers and the recovery run in
+        :attr:`_connections` and :attr:`_nursery`, shielded from a cancellation of the
+        scope around the backend block, as a local process's pumps and reaper are: when
+        that scope is cancelled, the process blocks nested in the backend block shut
+        down (shielded), and their terminate requests, the answers and the exit events
+        must still get through. Once the backend block is left (every process block in
+        it was left before), the publishers and the recovery are cancelled, and the
+        connections, whose RPC clients are closed by then, get :data:`CLOSE_TIMEOUT`
+        seconds to close their transports.
+        """
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as connections:
+                self._connections = connections
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    task_status.started()
+                    await self._left.wait()
+                    nursery.cancel_scope.cancel()
+                # A close handshake takes at most WEBSOCKET_DISCONNECT_TIMEOUT; bound it anyway.
+                connections.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
 
     async def _run_connection(
         self,
@@ -1923,7 +1954,10 @@ async def open_remote_backend(
     :class:`ConnectionLost` and stops its tasks. An exception of the block propagates
     as itself.
 
-    **Cancellation:** the connection's tasks are stopped; nothing else is left behind.
+    **Cancellation:** the connection's tasks are shielded from it until the block is
+    left, so that the process blocks inside shut down through a working connection (a
+    running child is terminated, and leaving waits for the server's answer, not for a
+    timeout); then they are stopped. Nothing is left behind.
     """
     async with _open_backend(
         partial(_borrowed, transport), client_name=client_name, resume_deadline=0.0
@@ -1938,22 +1972,19 @@ async def _open_backend(
     """The body of :func:`open_remote_backend` and :func:`connect`."""
     backend = RemoteBackend(connector, client_name=client_name, resume_deadline=resume_deadline)
     # An exception of the block must not cut the close handshakes short: wait_on_error.
-    async with open_service_nursery(wait_on_error=True) as connections:
-        backend._connections = connections
+    async with open_service_nursery(wait_on_error=True) as host:
+        await host.start(backend._run_tasks)
         try:
-            async with open_service_nursery() as nursery:
-                backend._nursery = nursery
-                try:
-                    await connections.start(partial(backend._run_connection, first=True))
-                    await backend._initialize(client_name)
-                    yield backend
-                finally:
-                    backend._close("the client closed the connection")
-                    nursery.cancel_scope.cancel()
+            assert backend._connections is not None
+            # Until it reports started, the connecting task is cancelled with this one.
+            await backend._connections.start(partial(backend._run_connection, first=True))
+            await backend._initialize(client_name)
+            yield backend
         finally:
-            # Every RPC client is closed: the connection tasks close their transports and
-            # end (a close handshake takes at most WEBSOCKET_DISCONNECT_TIMEOUT); bound it.
-            connections.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
+            # The process blocks nested in this one are left: every RPC client is
+            # closed, and the backend's tasks (shielded until now) end.
+            backend._close("the client closed the connection")
+            backend._left.set()
 
 
 @asynccontextmanager
@@ -1989,7 +2020,9 @@ async def connect(
     process ends with the events the server sent before closing, and the failure says
     ``the exec server shut down``.
 
-    **Cancellation:** the connection is closed.
+    **Cancellation:** as with :func:`open_remote_backend`, the connection keeps working,
+    shielded, until the process blocks inside were left (their children terminated);
+    then it is closed, the close handshake taking at most :data:`CLOSE_TIMEOUT` seconds.
     """
     check_seconds("resume_deadline", resume_deadline)
     connector = partial(open_websocket_transport, url, token=token, ssl_context=ssl_context)

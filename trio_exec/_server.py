@@ -38,9 +38,11 @@ peer closed it or the transport broke), its session is *detached*, not ended: th
 processes keep running, the forwarders stop, and a **hold** (a subscription that nobody
 receives from) pins the output retained at that moment, so whatever the client had not
 received yet is still there when it comes back. (While attached, each forwarder already
-pins what waits in the outbound queue and the last half of ``retain_bytes`` it sent, which
-may still be in flight.) While detached, a child that writes more than ``retain_bytes``
-waits (as with a slow client) instead of losing output; the detach time bounds the wait.
+pins what waits in the outbound queue and the last output it sent, which may still be in
+flight: up to half of ``retain_bytes``, always leaving room for a whole next chunk, so
+none with a retention below the 256 KiB read chunk.) While detached, a child that writes
+more than ``retain_bytes`` waits (as with a slow client) instead of losing output; the
+detach time bounds the wait.
 ``initialize {resumeSessionId}`` on a new connection takes the session back within
 ``detach_timeout`` (:data:`DETACH_TIMEOUT`): the same ``sessionId`` is answered, and live
 notifications resume for events sequenced from then on. The client fetches what it missed
@@ -139,7 +141,7 @@ import trio_websocket
 
 from ._errors import ConnectionLost, SpawnError
 from ._events import Closed, Event, Exited, Failed, Output, WriteStatus
-from ._local import LocalBackend, LocalProcess
+from ._local import READ_CHUNK_BYTES, LocalBackend, LocalProcess
 from ._protocol import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -1289,11 +1291,18 @@ class _Connection:
         For a resume after a lost connection, output the client may not have received
         must stay retained. A second subscription trails ``events`` (see :class:`_Unsent`):
         it pins what waits in the outbound queue, at most half of ``retain_bytes``, and
-        the last half of ``retain_bytes`` that the transport took, which may still be in
-        flight (in socket buffers) when the connection breaks.
+        the last output that the transport took, which may still be in flight (in socket
+        buffers) when the connection breaks: at most half of ``retain_bytes``, and little
+        enough that the largest chunk (:data:`~trio_exec._local.READ_CHUNK_BYTES`) still
+        fits beside it.
         """
         assert entry.proc is not None
-        unsent = _Unsent(_subscribe(entry.proc), max(self._server.retain_bytes // 2, 1))
+        retain = self._server.retain_bytes
+        unsent = _Unsent(
+            _subscribe(entry.proc),
+            limit=max(retain // 2, 1),
+            sent_limit=max(min(retain // 2, retain - READ_CHUNK_BYTES), 0),
+        )
         _advance(unsent.pin, events.cursor - 1)
         try:
             async with events:
@@ -1392,14 +1401,18 @@ class _Unsent:
     """What a forwarder queued, and the last output sent, kept pinned for a resume.
 
     ``pin`` is a subscription nobody receives from. It stays at the oldest event that is
-    queued (not yet taken by the transport) or among the last ``limit`` bytes sent; a
-    forwarder queues at most ``limit`` bytes. With ``limit`` half of the retention, the
-    child is held back before either is evicted.
+    queued (not yet taken by the transport) or among the last ``sent_limit`` bytes sent;
+    a forwarder queues at most ``limit`` bytes. With ``limit`` half of the retention, the
+    child is held back before queued output is evicted, and only until the transport takes
+    it. Once the queue is empty, only more output could move the pin: so that this never
+    holds the child back for good, what it pins then (``sent_limit`` at most) must leave
+    room in the retention for any chunk the child's next output may come in.
     """
 
-    def __init__(self, pin: EventSubscription, limit: int) -> None:
+    def __init__(self, pin: EventSubscription, *, limit: int, sent_limit: int) -> None:
         self.pin = pin
         self.limit = limit
+        self.sent_limit = sent_limit
         self.bytes = 0
         """Output bytes queued, not yet taken by the transport."""
         self._sent: deque[tuple[int, int]] = deque()  # (seq, size) sent and still pinned
@@ -1416,7 +1429,7 @@ class _Unsent:
         self.bytes -= size
         self._sent.append((seq, size))
         self._sent_bytes += size
-        while self._sent_bytes > self.limit:
+        while self._sent_bytes > self.sent_limit:
             old_seq, old_size = self._sent.popleft()
             self._sent_bytes -= old_size
             _advance(self.pin, old_seq)

@@ -664,6 +664,64 @@ async def test_leaving_after_exit_waits_at_most_close_timeout(
         assert isinstance(events[2], tx.Failed)
 
 
+async def test_a_cancelled_backend_block_still_shuts_its_processes_down(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The scope around the backend block is cancelled: the backend's tasks outlive the
+    cancellation until the process block inside has shut down, so its terminate request
+    goes out, its answer and the exit come in, and leaving takes no time."""
+    client_end, server_end = memory_transport_pair()
+    server = FakeServer(server_end)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handshake)
+        with trio.fail_after(TIMEOUT), trio.CancelScope() as scope:
+            async with open_remote_backend(client_end) as backend:
+                await server.handshake_done.wait()
+                nursery.start_soon(answer_start, server)
+                async with backend.open_process(["x"], process_id="p") as proc:
+                    events = proc.events
+                    nursery.start_soon(server.serve_generic)
+                    scope.cancel()
+                    cancelled_at = trio.current_time()
+                    await trio.sleep_forever()
+        assert scope.cancelled_caught
+        assert trio.current_time() - cancelled_at < 0.1
+        assert server.methods() == ["process/start", "process/terminate"]
+        assert [await events.receive(), await events.receive()] == [
+            tx.Exited(seq=1, exit_code=137),
+            tx.Closed(seq=2),
+        ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_cancelled_backend_block_is_left_in_bounded_time_if_the_server_is_silent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The terminate request of the cancelled block is sent, but never answered: the
+    shutdown gives up after SHUTDOWN_TIMEOUT, then the backend's tasks end."""
+    client_end, server_end = memory_transport_pair()
+    server = FakeServer(server_end)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handshake)
+        with trio.fail_after(TIMEOUT), trio.CancelScope() as scope:
+            async with open_remote_backend(client_end) as backend:
+                await server.handshake_done.wait()
+                nursery.start_soon(answer_start, server)
+                async with backend.open_process(["x"], process_id="p") as proc:
+                    events = proc.events
+                    scope.cancel()
+                    cancelled_at = trio.current_time()
+                    await trio.sleep_forever()
+        assert scope.cancelled_caught
+        assert trio.current_time() - cancelled_at == pytest.approx(SHUTDOWN_TIMEOUT, abs=0.5)
+        with trio.fail_after(TIMEOUT):
+            assert (await server.request())["method"] == "process/terminate"
+        failed = await events.receive()
+        assert isinstance(failed, tx.Failed)
+        assert "did not report the end" in failed.message
+        nursery.cancel_scope.cancel()
+
+
 async def test_cancelled_while_starting_terminates_what_started() -> None:
     async with open_fake() as (backend, server, nursery):
 

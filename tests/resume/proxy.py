@@ -8,8 +8,9 @@ handshake): a network blip as both ends see it. Switches make the blip nastier:
   network is still down when the client reconnects); ``True`` listens again, same port;
 * ``blackhole = True`` reads what the server sends and discards it (bytes in flight that
   the client never receives, as when a link dies with full buffers);
-* ``cut(keep_server_side=seconds)`` closes the client's side only and the server's side
-  later, so that the server still sees the session attached when the client comes back;
+* ``cut(keep_server_side=event)`` closes the client's side only, and the server's side
+  once ``event`` is set, so that the server still sees the session attached when the
+  client comes back;
 * ``cut_after_downstream`` cuts by itself when that many server-to-client bytes were
   forwarded in total (the thresholds are consumed in order).
 """
@@ -24,6 +25,10 @@ import trio
 
 BUFFER_BYTES = 64 * 1024
 
+HOLD_LIMIT = 30.0
+"""Most seconds a server's side is kept open after a cut (a test that fails before it
+releases it does not hang)."""
+
 
 class _Link:
     """One forwarded connection: the client's socket, the server's, and their pumps."""
@@ -32,7 +37,7 @@ class _Link:
         self.client = client
         self.server = server
         self.scope = trio.CancelScope()
-        self.keep_server_side = 0.0
+        self.keep_server_side: trio.Event | None = None
 
 
 class CuttingProxy:
@@ -44,6 +49,8 @@ class CuttingProxy:
         self.blackhole = False
         self.downstream_bytes = 0
         """Server-to-client bytes forwarded so far, over every connection."""
+        self.swallowed_bytes = 0
+        """Server-to-client bytes discarded so far (while ``blackhole``)."""
         self.accepted = 0
         """Connections forwarded so far."""
         self.cuts = 0
@@ -104,9 +111,9 @@ class CuttingProxy:
         """Connections being forwarded now."""
         return len(self._links)
 
-    def cut(self, *, keep_server_side: float = 0.0) -> None:
-        """Drop every forwarded connection now (the server's side ``keep_server_side``
-        seconds later)."""
+    def cut(self, *, keep_server_side: trio.Event | None = None) -> None:
+        """Drop every forwarded connection now (the server's side once ``keep_server_side``
+        is set, at most :data:`HOLD_LIMIT` seconds later)."""
         self.cuts += 1
         for link in self._links:
             link.keep_server_side = keep_server_side
@@ -130,9 +137,9 @@ class CuttingProxy:
         finally:
             self._links.discard(link)
             await trio.aclose_forcefully(client)
-            if link.keep_server_side:
-                with trio.CancelScope(shield=True):
-                    await trio.sleep(link.keep_server_side)
+            if link.keep_server_side is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(HOLD_LIMIT):
+                    await link.keep_server_side.wait()
             await trio.aclose_forcefully(server)
 
     async def _pump(
@@ -148,6 +155,7 @@ class CuttingProxy:
                 if not data:
                     break
                 if downstream and self.blackhole:
+                    self.swallowed_bytes += len(data)
                     continue
                 await sink.send_all(data)
                 if downstream:

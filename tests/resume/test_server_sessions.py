@@ -6,6 +6,7 @@ client's end is the lost connection. The clients are raw JSON (tests/server/help
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,7 +86,10 @@ async def test_resume_takes_the_session_back() -> None:
                 await trio.sleep(0.01)
         stats = server.statistics()
         assert (stats.sessions, stats.detached_sessions, stats.running_processes) == (1, 1, 1)
-        await trio.sleep(0.5)  # "two" is written while detached
+        # "two" is written while detached.
+        with trio.fail_after(TIMEOUT):
+            while server.statistics().retained_bytes < len(b"one\ntwo\n"):  # noqa: ASYNC110 - server state: poll it
+                await trio.sleep(0.01)
 
         second = host.connect()
         resumed = await second.initialize(resume=session_id)
@@ -156,9 +160,10 @@ async def test_detach_time_expiry_ends_the_session() -> None:
         session_id = (await first.initialize())["sessionId"]
         pgid = await start_group(first, "p")
         await first.cut()
-        await trio.sleep(0.3)
+        with trio.fail_after(TIMEOUT):
+            while server.statistics().detached_sessions != 1:  # noqa: ASYNC110 - server state: poll it
+                await trio.sleep(0.01)
         assert group_alive(pgid)  # detached, still running
-        assert server.statistics().detached_sessions == 1
         # Ends after the detach time: terminated (SIGTERM; sleep dies of it) and reaped.
         await wait_group_gone(pgid, 0.5 + server.session_end_grace + 2.0)
         with trio.fail_after(TIMEOUT):
@@ -240,22 +245,27 @@ async def test_output_retained_at_the_loss_is_held_for_the_catch_up() -> None:
         assert before + received == b"start\n" + pattern(lines)
 
 
-async def test_a_write_cut_off_mid_way_is_written_once() -> None:
+async def test_a_write_cut_off_mid_way_is_written_once(tmp_path: Path) -> None:
     """A write blocked on a full pipe when the connection is lost goes on in the session;
     resent with the same writeId, it is waited for, not written again."""
     payload = pattern(64 * 1024)  # 1 MiB: far more than the pipe holds
+    go = tmp_path / "go"
     server = ExecServer()
     async with open_host(server) as host:
         first = host.connect()
         session_id = (await first.initialize())["sessionId"]
-        # The child reads nothing for a while, so the write blocks on the full pipe.
-        argv = ["sh", "-c", "sleep 0.5; exec cat"]
+        # The child reads nothing until the file named by $0 exists, so the write blocks
+        # on the full pipe.
+        argv = ["sh", "-c", 'while [ ! -e "$0" ]; do sleep 0.01; done; exec cat', str(go)]
         await first.client.call("process/start", start_params("p", argv, pipeStdin=True))
         await first.client.send_request(
             "process/write", {"processId": "p", "chunk": b64(payload), "writeId": "big"}
         )
-        await trio.sleep(0.2)
+        with trio.fail_after(TIMEOUT):
+            while server.statistics().in_flight_requests != 1:  # noqa: ASYNC110 - server state: poll it
+                await trio.sleep(0.01)
         await first.cut()
+        go.touch()
 
         second = host.connect()
         await second.initialize(resume=session_id)
@@ -309,3 +319,33 @@ async def test_websocket_sessions_detach_and_server_cancellation_ends_them() -> 
 def test_detach_timeout_is_checked() -> None:
     with pytest.raises(ValueError, match="detach_timeout"):
         ExecServer(detach_timeout=-1)
+
+
+@pytest.mark.parametrize("retain", [64 * 1024, 1000])
+async def test_output_pinned_for_a_resume_never_stalls_a_connected_child(retain: int) -> None:
+    """What the server keeps pinned for a resume (the last output it sent) leaves room for
+    the next chunk, whatever its size: a child whose client has taken everything is never
+    held back.
+
+    The child writes less than half of ``retain`` (the server keeps all of it pinned, in
+    case it is lost in flight), then, once told, a chunk that does not fit beside it.
+    """
+    first_part = retain * 3 // 8
+    second_part = retain * 7 // 8
+    code = (
+        "import os, sys\n"
+        f"os.write(1, b'a' * {first_part})\n"
+        "sys.stdin.readline()\n"
+        f"os.write(1, b'b' * {second_part})\n"  # one write: read as one chunk
+        "sys.stdin.readline()\n"
+    )
+    async with open_host(ExecServer(retain_bytes=retain)) as host:
+        connection = host.connect()
+        await connection.initialize()
+        client = connection.client
+        await client.call("process/start", start_params("p", python(code), pipeStdin=True))
+        await client.wait_output("p", b"a" * first_part)
+        assert await client.write("p", b"\n", "w1") == "accepted"
+        await client.wait_output("p", b"a" * first_part + b"b" * second_part)
+        assert await client.write("p", b"\n", "w2") == "accepted"
+        await client.wait_closed("p")
