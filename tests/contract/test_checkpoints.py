@@ -39,6 +39,7 @@ CHECKED_CLASSES: Final[dict[type, str]] = {
     tx.Supervisor: HERE,
     tx.ChildHandle: HERE,
     tx.ExecServer: HERE,
+    tx.LocalBackend: HERE,
 }
 """Every class of the public API with public async methods, and where they are checked."""
 
@@ -147,7 +148,34 @@ async def test_serve_connection_checkpoints() -> None:
     with trio.fail_after(TIMEOUT):
         await recorder.call("serve_connection", ours, bound=BLOCK)
     await client.aclose()
+    recorder.state = "stopping with a live session"
+    client, ours = memory_transport_pair()
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.serve_connection, ours)
+            await client.send('{"id": 1, "method": "initialize", "params": {"clientName": "t"}}')
+            assert '"sessionId"' in await client.receive()
+            await recorder.call("aclose")
+    await client.aclose()
+    recorder.state = "stopped"
+    with trio.fail_after(TIMEOUT):
+        await recorder.call("aclose")
+        await recorder.call("serve_connection", memory_transport_pair()[1])
     recorder.check()
+
+
+async def test_local_backend_methods_checkpoint() -> None:
+    """Without a keeper, with a keeper started by a spawn, and closed."""
+    plain = CheckpointRecorder(tx.LocalBackend(), "no keeper")
+    await plain.call("aclose")
+    backend = tx.LocalBackend(kill_orphans=True)
+    kept = CheckpointRecorder(backend, "keeper running")
+    with trio.fail_after(TIMEOUT):
+        await tx.run_process(["true"], backend=backend)
+        await kept.call("aclose")
+        kept.state = "closed"
+        await kept.call("aclose")
+    check_all([plain, kept])
 
 
 async def test_serve_websocket_checkpoints() -> None:
