@@ -16,7 +16,9 @@ spawns (``+PGID``, right after the spawn, in the spawning thread) and one when t
 is gone (``-PGID``); it never waits for an answer, so a spawn costs one small pipe write.
 When the keeper reads end of file, its owner is dead (the kernel closed the pipe): it
 sends SIGKILL to every group still registered, and exits. An explicit :meth:`Keeper.close`
-first writes ``!`` (forget every group: their blocks still own them), then closes the pipe.
+SIGKILLs the keeper first (their blocks still own the groups), then closes the pipe. The
+keeper reads in batches (:data:`KEEPER_BATCH_DELAY`): it wakes a few times a second, not
+twice per spawn.
 
 The keeper runs ``python -I -S`` on this very file, which imports only the standard
 library, so it starts in milliseconds and sees no ``PYTHON*`` variable. It runs in its own
@@ -40,23 +42,24 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from typing import Final
 
-__all__ = ["KEEPER_EXIT_TIMEOUT", "KEEPER_PIPE_BYTES", "Keeper"]
-
-KEEPER_EXIT_TIMEOUT: Final = 5.0
-"""Seconds :meth:`Keeper.close` waits for the keeper to exit once its pipe is closed,
-before it kills it (it exits at once unless it is stopped)."""
+__all__ = ["KEEPER_BATCH_DELAY", "KEEPER_PIPE_BYTES", "Keeper"]
 
 KEEPER_PIPE_BYTES: Final = 1024 * 1024
 """Kernel buffer asked for the keeper's pipe (Linux ``F_SETPIPE_SZ``): room for tens of
 thousands of records, so a keeper that falls behind never makes its owner wait. A record
 the pipe has no room for is kept and written with the next one."""
 
+KEEPER_BATCH_DELAY: Final = 0.05
+"""Seconds the keeper sleeps after each read, so that it wakes at most about 20 times a
+second however fast its owner spawns (records pile up in the pipe meanwhile), instead of
+twice per spawn; it is also the most that noticing the owner's death is delayed by."""
+
 _READ_BYTES: Final = 64 * 1024
 _IGNORED_SIGNALS: Final = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
-_FORGET_ALL: Final = b"!\n"
 
 _logger = logging.getLogger("trio_exec.keeper")
 _keepers: weakref.WeakSet[Keeper] = weakref.WeakSet()
@@ -126,25 +129,20 @@ class Keeper:
                 self._flush_locked()  # a dead keeper is replaced by the next register
 
     def close(self) -> None:
-        """Stop the keeper: it forgets every group (their blocks still end them) and exits.
+        """Stop the keeper without it killing anything: their blocks still own the groups.
 
-        Blocks until it exited (at most :data:`KEEPER_EXIT_TIMEOUT`, then it is killed) and
-        reaps it. A later :meth:`start` starts a new keeper and tells it the groups still
-        registered. Idempotent.
+        The keeper is SIGKILLed and reaped *before* its pipe is closed, so it never reads
+        end of file (which would make it kill the groups). Blocks for the kill and the
+        reap, which take no time. A later :meth:`start` starts a new keeper and tells it
+        the groups still registered. Idempotent.
         """
         with self._lock:
             process = self._process
             self._process = None
-            if self._fd >= 0:
-                self._unsent += _FORGET_ALL
-                self._flush_locked()
-            self._close_locked()
-        if process is not None:
-            try:
-                process.wait(KEEPER_EXIT_TIMEOUT)
-            except subprocess.TimeoutExpired:
+            if process is not None:
                 process.kill()
                 process.wait()
+            self._close_locked()
 
     def abandon(self) -> None:
         """Close the pipe as the owner's death would: the keeper kills the groups still
@@ -253,14 +251,13 @@ def serve_keeper(fd: int = 0) -> None:
             break
         *records, pending = (pending + data).split(b"\n")
         for record in records:
-            if record == b"!":
-                groups.clear()
-            elif record[:1] in (b"+", b"-") and record[1:].isdigit():
+            if record[:1] in (b"+", b"-") and record[1:].isdigit():
                 pgid = int(record[1:])
                 if record[:1] == b"+":
                     groups.add(pgid)
                 else:
                     groups.discard(pgid)
+        time.sleep(KEEPER_BATCH_DELAY)
     for pgid in groups:
         try:
             os.killpg(pgid, signal.SIGKILL)

@@ -715,8 +715,8 @@ class LocalBackend(ExecBackend):
         protection against this process's death until the next spawn, which starts a new
         keeper and registers them with it.
 
-        **Cancellation:** the keeper is stopped and reaped anyway (it exits at once, and
-        at worst is killed after :data:`~trio_exec._keeper.KEEPER_EXIT_TIMEOUT`).
+        **Cancellation:** the keeper is stopped and reaped anyway (SIGKILL, which takes
+        effect at once).
         """
         if self._keeper is None or self._keeper.pid is None:
             await trio.lowlevel.checkpoint()
