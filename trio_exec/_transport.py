@@ -168,6 +168,11 @@ def _describe_close(exc: BaseException) -> str:
     return f"the websocket was closed ({reason.code} {reason.name}{detail})"
 
 
+def _why(exc: trio.BrokenResourceError | trio.ClosedResourceError) -> str:
+    """What broke a stream: trio's error says it only through its cause (``Broken pipe``)."""
+    return str(exc) or str(exc.__cause__ or "") or type(exc).__name__
+
+
 class StreamTransport(MessageTransport):
     """Newline-delimited JSON over a pair of byte streams (stdio, a command's pipes).
 
@@ -202,7 +207,7 @@ class StreamTransport(MessageTransport):
             try:
                 await self._send_stream.send_all(message.encode() + b"\n")
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise ConnectionLost(f"the stream was closed: {exc}") from None
+                raise ConnectionLost(f"the stream was closed: {_why(exc)}") from None
 
     async def receive(self) -> str | bytes:
         """See :meth:`MessageTransport.receive`.
@@ -216,7 +221,7 @@ class StreamTransport(MessageTransport):
             try:
                 data = await self._receive_stream.receive_some(self._chunk)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise ConnectionLost(f"the stream broke: {exc}") from None
+                raise ConnectionLost(f"the stream broke: {_why(exc)}") from None
             try:
                 if data:
                     self._lines.extend(self._decoder.feed(data))

@@ -148,9 +148,24 @@ async def test_command_that_exits_at_once() -> None:
         async with connect_command(argv, stderr=lambda data: None):
             pytest.fail("connected to nothing")
     message = str(caught.value)
-    assert "end of file" in message
+    assert message.startswith("no exec-server session over the command's stdio (")
+    # How the pipes told (end of file on its stdout, or a broken pipe when initialize is
+    # written after it exited) is a race; how the command ended is not.
+    assert "end of file" in message or "Broken pipe" in message
     assert "exited with code 127" in message
     assert message.endswith("its stderr ended with:\ntrio-exec: command not found")
+
+
+async def test_command_that_closes_its_stdin_at_once() -> None:
+    """initialize is written after the command closed its stdin: the broken pipe is named."""
+    argv = ["sh", "-c", "exec 0<&-; sleep 0.3; echo 'no stdin here' >&2; exit 127"]
+    with trio.fail_after(TIMEOUT), pytest.raises(tx.ConnectionLost) as caught:
+        async with connect_command(argv, stderr=lambda data: None):
+            pytest.fail("connected to nothing")
+    message = str(caught.value)
+    assert "the stream was closed: [Errno 32] Broken pipe" in message
+    assert "exited with code 127" in message
+    assert message.endswith("its stderr ended with:\nno stdin here")
 
 
 async def test_command_that_prints_garbage() -> None:
