@@ -270,12 +270,13 @@ def _limits(module_name: str) -> list[tuple[str, str, str]]:
 
 
 def _limit_modules() -> list[str]:
-    names = []
+    """Every module of :data:`LIMIT_PACKAGES`, those of their subpackages included."""
+    names: list[str] = []
     for package_name in LIMIT_PACKAGES:
         package = importlib.import_module(package_name)
-        for info in pkgutil.iter_modules(package.__path__):
-            if not info.ispkg:
-                names.append(f"{package_name}.{info.name}")
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
+            if not info.ispkg and info.name not in names:
+                names.append(info.name)
     return names
 
 
