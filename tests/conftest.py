@@ -17,6 +17,7 @@ groups with ``ps``. The hypothesis property tests use ``kind`` (tests/property) 
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Final
@@ -35,6 +36,18 @@ BACKEND_KINDS: Final = (*PLUGIN_BACKEND_KINDS, "remote-stdio", "remote-ssh")
 """The parameters of ``backend``."""
 
 BackendOpener = Callable[[], AbstractAsyncContextManager[tx.ExecBackend]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the suite's children the default SIGINT and SIGQUIT, however it was started.
+
+    A background job of a non-interactive shell starts with both ignored, and an ignored
+    signal is inherited across exec: the tests that send them would then see no effect.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

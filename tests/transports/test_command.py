@@ -156,18 +156,6 @@ async def test_command_that_exits_at_once() -> None:
     assert message.endswith("its stderr ended with:\ntrio-exec: command not found")
 
 
-async def test_command_that_closes_its_stdin_at_once() -> None:
-    """initialize is written after the command closed its stdin: the broken pipe is named."""
-    argv = ["sh", "-c", "exec 0<&-; sleep 0.3; echo 'no stdin here' >&2; exit 127"]
-    with trio.fail_after(TIMEOUT), pytest.raises(tx.ConnectionLost) as caught:
-        async with connect_command(argv, stderr=lambda data: None):
-            pytest.fail("connected to nothing")
-    message = str(caught.value)
-    assert "the stream was closed: [Errno 32] Broken pipe" in message
-    assert "exited with code 127" in message
-    assert message.endswith("its stderr ended with:\nno stdin here")
-
-
 async def test_command_that_prints_garbage() -> None:
     argv = ["sh", "-c", "echo 'Welcome to the host!'; echo 'a banner' >&2; cat >/dev/null"]
     with trio.fail_after(TIMEOUT), pytest.raises(tx.ConnectionLost) as caught:
