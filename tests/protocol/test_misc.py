@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import re
 import signal
 from pathlib import PurePosixPath
@@ -174,7 +176,11 @@ def test_every_public_name_is_documented() -> None:
 
 
 def test_public_constants_are_in_the_source_with_docstrings() -> None:
-    source = inspect.getsource(protocol)
+    # The constants are defined in the package's modules and re-exported by its __init__.
+    source = "\n".join(
+        inspect.getsource(importlib.import_module(module.name))
+        for module in pkgutil.iter_modules(protocol.__path__, prefix=f"{protocol.__name__}.")
+    )
     for name in protocol.__all__:
         if name.isupper():
             head = f"\n{name}: Final = "

@@ -1,0 +1,214 @@
+"""The sans-IO protocol layer: typed messages, the wire codec and request matching.
+
+Theory of operation
+-------------------
+Nothing here does I/O (the h11 / wsproto style). Bytes or text frames come in, typed
+objects come out, and back:
+
+* **Envelope.** :func:`decode_message` turns one frame into a :class:`Request`,
+  :class:`Notification`, :class:`Response` or :class:`ErrorResponse`, whose ``params`` /
+  ``result`` are still plain JSON values; :func:`encode_message` does the reverse.
+  JSON-RPC 2.0 shapes without the ``"jsonrpc"`` member (ignored when a peer sends it).
+* **Typed messages.** :func:`decode_params` (server), :func:`decode_result` (client) and
+  :func:`decode_notification` (both) turn those JSON values into frozen attrs classes;
+  :func:`make_request`, :func:`make_response` and :func:`make_notification` go the
+  other way. The classes know nothing of JSON: one private cattrs converter owns the
+  camelCase renames, base64, enums and optional fields.
+* **Matching.** :class:`RpcClientState` allocates request ids and matches responses.
+* **Framing.** :class:`LineDecoder` splits a byte stream into NDJSON lines (stdio).
+
+Every decoding failure raises :class:`RpcDecodeError`, a :class:`ProtocolError` that
+carries the JSON-RPC ``code`` and ``message`` to answer with; malformed input never
+raises anything else.
+
+Wire rules (see PROTOCOL.md and the reference notes)
+----------------------------------------------------
+* Missing ``params`` is ``null``; a method whose params have no required field also
+  takes ``null``. Unknown extra fields are ignored.
+* Strict types: a string is never taken for a number, a number never for a bool.
+* Bytes are standard, padded, canonical base64.
+* Core optional fields are sent as ``null`` (like the reference client); extension
+  fields and ``resumeSessionId`` / ``envPolicy`` are left out when ``None``.
+* Output is compact, pure-ASCII JSON: a lone surrogate a peer sent in a string is
+  escaped on the way back instead of breaking the UTF-8 encoding of the transport.
+
+Modules, each importing only those above it
+-------------------------------------------
+* ``codes``: JSON-RPC error codes, :class:`Extension`, :class:`ProcessSignal`.
+* ``uris``: :func:`path_to_file_uri`, :func:`file_uri_to_path`.
+* ``rules``: the value rules of typed fields (attrs validators).
+* ``envelope``: :class:`Request`, :class:`Notification`, :class:`Response`,
+  :class:`ErrorResponse`, :class:`RpcDecodeError`.
+* ``messages``: the typed params, results and notifications.
+* ``converter``: the one cattrs converter (camelCase, base64, strict types, error paths).
+* ``codec``: :func:`decode_message` / :func:`encode_message` and the typed ``decode_*`` /
+  ``make_*`` functions.
+* ``rpc``: :class:`RpcClientState`, :class:`Reply`.
+* ``framing``: :class:`LineDecoder` (imports nothing else of the package).
+
+None of them imports trio, a socket or a websocket library.
+"""
+
+from __future__ import annotations
+
+from .codec import (
+    MAX_JSON_NUMBER_CHARS,
+    REQUEST_ID_MAX,
+    REQUEST_ID_MIN,
+    decode_message,
+    decode_notification,
+    decode_params,
+    decode_result,
+    encode_line,
+    encode_message,
+    make_error_response,
+    make_notification,
+    make_request,
+    make_response,
+)
+from .codes import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    MAX_ECHOED_CHARS,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    SESSION_ALREADY_ATTACHED,
+    UNKNOWN_REQUEST_ID,
+    Extension,
+    ProcessSignal,
+)
+from .converter import (
+    WIRE_INT_MAX,
+    WIRE_INT_MIN,
+)
+from .envelope import (
+    ErrorObject,
+    ErrorResponse,
+    Message,
+    Notification,
+    Request,
+    RequestId,
+    Response,
+    RpcDecodeError,
+)
+from .framing import (
+    DEFAULT_MAX_LINE_BYTES,
+    LineDecoder,
+    LineTooLong,
+)
+from .messages import (
+    ClosedNotification,
+    CloseStdinParams,
+    CloseStdinResult,
+    EnvironmentInfo,
+    ExitedNotification,
+    InitializedNotification,
+    InitializeParams,
+    InitializeResult,
+    ListParams,
+    ListResult,
+    NotificationParams,
+    OutputNotification,
+    ProcessInfo,
+    ProcessNotification,
+    ReadParams,
+    RequestParams,
+    RequestResult,
+    ResizeParams,
+    ResizeResult,
+    ShellInfo,
+    SignalParams,
+    SignalResult,
+    StartParams,
+    StartResult,
+    TerminateParams,
+    TerminateResult,
+    WindowSize,
+    WriteParams,
+    WriteResult,
+)
+from .rpc import (
+    Reply,
+    RpcClientState,
+)
+from .rules import (
+    MAX_WINDOW_DIMENSION,
+)
+from .uris import (
+    file_uri_to_path,
+    path_to_file_uri,
+)
+
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "MAX_ECHOED_CHARS",
+    "MAX_JSON_NUMBER_CHARS",
+    "MAX_WINDOW_DIMENSION",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "REQUEST_ID_MAX",
+    "REQUEST_ID_MIN",
+    "SESSION_ALREADY_ATTACHED",
+    "UNKNOWN_REQUEST_ID",
+    "WIRE_INT_MAX",
+    "WIRE_INT_MIN",
+    "CloseStdinParams",
+    "CloseStdinResult",
+    "ClosedNotification",
+    "EnvironmentInfo",
+    "ErrorObject",
+    "ErrorResponse",
+    "ExitedNotification",
+    "Extension",
+    "InitializeParams",
+    "InitializeResult",
+    "InitializedNotification",
+    "LineDecoder",
+    "LineTooLong",
+    "ListParams",
+    "ListResult",
+    "Message",
+    "Notification",
+    "NotificationParams",
+    "OutputNotification",
+    "ProcessInfo",
+    "ProcessNotification",
+    "ProcessSignal",
+    "ReadParams",
+    "Reply",
+    "Request",
+    "RequestId",
+    "RequestParams",
+    "RequestResult",
+    "ResizeParams",
+    "ResizeResult",
+    "Response",
+    "RpcClientState",
+    "RpcDecodeError",
+    "ShellInfo",
+    "SignalParams",
+    "SignalResult",
+    "StartParams",
+    "StartResult",
+    "TerminateParams",
+    "TerminateResult",
+    "WindowSize",
+    "WriteParams",
+    "WriteResult",
+    "decode_message",
+    "decode_notification",
+    "decode_params",
+    "decode_result",
+    "encode_line",
+    "encode_message",
+    "file_uri_to_path",
+    "make_error_response",
+    "make_notification",
+    "make_request",
+    "make_response",
+    "path_to_file_uri",
+]
