@@ -1,10 +1,27 @@
-"""The public API of ``trio_exec._server`` is documented, and its limits are named."""
+"""The public API of ``trio_exec._server`` is documented, its limits are named, and its
+modules keep one concern each and import downwards only."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import inspect
+import pkgutil
+from types import ModuleType
 
 import trio_exec._server as server
+
+LAYERS = ("environment", "session", "methods", "connection", "server", "websocket")
+"""The modules of the package, each importing (at run time) only those before it."""
+
+MAX_MODULE_LINES = 500
+
+
+def _modules() -> dict[str, ModuleType]:
+    return {
+        info.name: importlib.import_module(f"{server.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(server.__path__)
+    }
 
 
 def test_every_public_name_is_documented() -> None:
@@ -29,11 +46,28 @@ def test_public_async_functions_document_cancellation() -> None:
 
 
 def test_limits_are_final_constants_with_docstrings() -> None:
-    source = inspect.getsource(server)
+    sources = [inspect.getsource(module) for module in _modules().values()]
     constants = [name for name in server.__all__ if name.isupper()]
     assert constants
     for name in constants:
         head = f"\n{name}: Final = "
-        assert head in source, name
-        after = source.split(head, 1)[1].split("\n")
+        defining = [source for source in sources if head in source]
+        assert len(defining) == 1, name
+        after = defining[0].split(head, 1)[1].split("\n")
         assert any(line.startswith('"""') for line in after[:4]), name
+
+
+def test_each_module_has_one_concern_and_imports_downwards() -> None:
+    modules = _modules()
+    assert sorted(modules) == sorted(LAYERS)
+    for name, module in modules.items():
+        assert module.__doc__, name
+        assert f":mod:`.{name}`" in (server.__doc__ or ""), name  # the package lists it
+        exported = module.__all__
+        assert all(hasattr(module, export) for export in exported), name
+        source = inspect.getsource(module)
+        assert source.count("\n") < MAX_MODULE_LINES, name
+        below = LAYERS[: LAYERS.index(name)]
+        for node in ast.parse(source).body:  # imports under `if TYPE_CHECKING:` excepted
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert node.module in below, f"{name} imports {node.module}"

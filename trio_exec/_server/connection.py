@@ -1,0 +1,451 @@
+"""One connection: its reader, writer, dispatch, handshake, handlers and forwarders.
+
+See :mod:`trio_exec._server` for how the tasks of a connection work together.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Final
+
+import trio
+import trio_websocket
+
+from .._errors import ConnectionLost
+from .._events import Closed, Event, Exited, Failed, Output
+from .._local import READ_CHUNK_BYTES
+from .._protocol import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    SESSION_ALREADY_ATTACHED,
+    UNKNOWN_REQUEST_ID,
+    ClosedNotification,
+    CloseStdinParams,
+    ErrorResponse,
+    ExitedNotification,
+    Extension,
+    InitializeParams,
+    InitializeResult,
+    Notification,
+    OutputNotification,
+    Request,
+    RequestId,
+    RequestParams,
+    Response,
+    RpcDecodeError,
+    StartParams,
+    StartResult,
+    WriteParams,
+    decode_message,
+    decode_params,
+    encode_message,
+    make_error_response,
+    make_notification,
+    make_response,
+)
+from .._retained import EventSubscription
+from .._transport import MessageTransport, StreamTransport, WebSocketTransport
+from .environment import _environment_info
+from .methods import _RpcError, call, start_process
+from .session import _advance, _Entry, _Session, _subscribe, _Unsent
+
+if TYPE_CHECKING:  # the server creates connections
+    from .server import ExecServer
+
+__all__ = [
+    "MAX_IN_FLIGHT_REQUESTS",
+    "OUTBOUND_QUEUE_MESSAGES",
+    "SERVER_EXTENSIONS",
+    "_GOING_AWAY_REASON",
+    "_STDIO_PARSE_PREFIX",
+    "_Connection",
+    "_parse_error_prefix",
+    "_websocket_parse_prefix",
+]
+
+_logger = logging.getLogger("trio_exec.server")
+
+MAX_IN_FLIGHT_REQUESTS: Final = 1024
+"""Requests of one connection that are being handled at once (long-polls included).
+
+A request beyond the bound is answered at once with -32600 ``too many requests in flight``
+and not handled; the client may send it again once answers came back. Memory per
+connection is bounded by this times the largest response (a ``process/read`` returns at
+most the retained output of one process, 1 MiB by default).
+"""
+
+OUTBOUND_QUEUE_MESSAGES: Final = 16
+"""Encoded messages waiting for the writer task, per connection.
+
+Responses and notifications wait for room; since notifications wait, a client that reads
+slowly slows the children (through the event subscriptions) instead of growing memory.
+"""
+
+SERVER_EXTENSIONS: Final = tuple(extension.value for extension in Extension)
+"""The extensions this server advertises in the ``initialize`` result: all of them."""
+
+_PROTOCOL_PARSE_PREFIX: Final = "failed to parse JSON-RPC message: "
+_GOING_AWAY_REASON: Final = "the exec server is shutting down"
+_STDIO_PARSE_PREFIX: Final = "failed to parse JSON-RPC message from exec-server stdio"
+
+
+def _parse_error_prefix(transport: MessageTransport) -> str | None:
+    """The reference's prefix of malformed-frame errors for this kind of transport."""
+    if isinstance(transport, WebSocketTransport):
+        remote = transport.websocket.remote
+        if isinstance(remote, trio_websocket.Endpoint):
+            return _websocket_parse_prefix(str(remote.address), remote.port)
+        return None
+    if isinstance(transport, StreamTransport):
+        return _STDIO_PARSE_PREFIX
+    return None
+
+
+def _websocket_parse_prefix(address: str, port: int) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"failed to parse websocket JSON-RPC message from exec-server websocket {host}:{port}"
+
+
+class _Handshake(enum.Enum):
+    """Where a connection is in the ``initialize`` / ``initialized`` handshake."""
+
+    NEW = "new"
+    INITIALIZED = "initialized"  # initialize answered; waiting for `initialized`
+    READY = "ready"
+
+
+class _Connection:
+    """One connection: its tasks, its handshake state and its session."""
+
+    def __init__(
+        self,
+        server: ExecServer,
+        transport: MessageTransport,
+        parse_error_prefix: str | None,
+        *,
+        detachable: bool = False,
+    ) -> None:
+        self._server = server
+        self._transport = transport
+        self._parse_error_prefix = parse_error_prefix
+        self.detachable = detachable
+        """Whether losing this connection detaches its session (websocket) or ends it."""
+        self._handshake = _Handshake.NEW
+        self.session: _Session | None = None
+        """Set by ``initialize``; kept after the connection ended (its tasks wind down)."""
+        self.host: trio.Nursery | None = None
+        """Where a session created on this connection runs (set by ``ExecServer._serve``)."""
+        self._slots = trio.Semaphore(server.max_in_flight)
+        self._write_tails: dict[str, trio.Event] = {}
+        # Each message with what to do once the transport took it (see _forward).
+        send, receive = trio.open_memory_channel[tuple[str, Callable[[], None] | None]](
+            OUTBOUND_QUEUE_MESSAGES
+        )
+        self._outbound = send
+        self._outbound_receive = receive
+        self._nursery: trio.Nursery | None = None
+        self._forwarders = 0
+        self._forwarders_changed = trio.lowlevel.ParkingLot()
+        self.ended = trio.Event()
+        """Set once the connection ended and its transport was closed."""
+
+    @property
+    def in_flight(self) -> int:
+        return self._server.max_in_flight - self._slots.value
+
+    @property
+    def queued_messages(self) -> int:
+        return self._outbound.statistics().current_buffer_used
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                nursery.start_soon(self._writer)
+                await self._reader()
+            finally:
+                self._leave()
+            nursery.cancel_scope.cancel()
+
+    def _leave(self) -> None:
+        """The connection ends: detach (or end) the session, before the forwarders stop."""
+        if self.session is not None:
+            self.session.detach(self)
+
+    def abort(self) -> None:
+        """End this connection (its session ended under it)."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def start_forwarder(self, entry: _Entry, subscription: EventSubscription) -> None:
+        assert self._nursery is not None
+        self._forwarders += 1
+        self._nursery.start_soon(self._forward_counted, entry, subscription)
+
+    async def _forward_counted(self, entry: _Entry, subscription: EventSubscription) -> None:
+        try:
+            await self._forward(entry, subscription)
+        finally:
+            self._forwarders -= 1
+            self._forwarders_changed.unpark_all()
+
+    async def go_away(self) -> None:
+        """The server stops gracefully: end the session's processes, send every final
+        notification, then end the connection (``ExecServer._serve`` closes it with 1001).
+
+        **Cancellation:** the connection is left as it is, for ``abort``.
+        """
+        session = self.session
+        if session is not None and session.connection is self:
+            await session.finish_processes()
+            # Each forwarder ends once it queued its process's `closed`.
+            while self._forwarders:
+                await self._forwarders_changed.park()
+        # The writer sends what is queued, then ends the connection.
+        self._outbound.close()
+        await self.ended.wait()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                frame = await self._transport.receive()
+            except ConnectionLost as exc:
+                _logger.debug("connection ended: %s", exc)
+                return
+            await self._dispatch(frame)
+
+    async def _writer(self) -> None:
+        async with self._outbound_receive:
+            async for text, on_sent in self._outbound_receive:
+                try:
+                    await self._transport.send(text)
+                except ConnectionLost as exc:
+                    _logger.debug("connection lost while sending: %s", exc)
+                    break
+                if on_sent is not None:
+                    on_sent()
+        # The peer is gone: detach (or end) the session and end the connection.
+        self._leave()
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+
+    async def _send(
+        self,
+        message: Request | Notification | Response | ErrorResponse,
+        on_sent: Callable[[], None] | None = None,
+    ) -> None:
+        try:
+            await self._outbound.send((encode_message(message), on_sent))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The writer stopped: the connection is ending and this task is about to be
+            # cancelled; nothing can be sent any more.
+            await trio.lowlevel.checkpoint()
+
+    async def _reply_error(
+        self, request_id: RequestId, code: int, message: str, data: object = None
+    ) -> None:
+        await self._send(make_error_response(request_id, code, message, data))
+
+    # -- dispatch (in the reader task, in arrival order) ---------------------------------
+
+    async def _dispatch(self, frame: str | bytes) -> None:
+        try:
+            message = decode_message(frame)
+        except RpcDecodeError as exc:
+            await self._reply_error(UNKNOWN_REQUEST_ID, exc.code, self._frame_error(exc))
+            return
+        match message:
+            case Request():
+                await self._dispatch_request(message)
+            case Notification():
+                self._on_notification(message)
+            case Response() | ErrorResponse():
+                _logger.debug("ignored a response from the client (id %r)", message.id)
+
+    def _frame_error(self, exc: RpcDecodeError) -> str:
+        if self._parse_error_prefix is None or not exc.message.startswith(_PROTOCOL_PARSE_PREFIX):
+            return exc.message
+        return f"{self._parse_error_prefix}: {exc.message.removeprefix(_PROTOCOL_PARSE_PREFIX)}"
+
+    def _on_notification(self, notification: Notification) -> None:
+        if notification.method != "initialized":
+            _logger.debug("ignored notification %r", notification.method)
+        elif self._handshake is _Handshake.INITIALIZED:
+            self._handshake = _Handshake.READY
+        elif self._handshake is _Handshake.NEW:
+            _logger.debug("ignored `initialized` before `initialize`")
+
+    async def _dispatch_request(self, request: Request) -> None:
+        try:
+            params = decode_params(request.method, request.params)
+        except RpcDecodeError as exc:
+            await self._reply_error(request.id, exc.code, exc.message)
+            return
+        if isinstance(params, InitializeParams):
+            await self._initialize(request.id, params)
+            return
+        if self._handshake is not _Handshake.READY:
+            word = "call initialize" if self._handshake is _Handshake.NEW else "send initialized"
+            message = f"client must {word} before using exec methods"
+            await self._reply_error(request.id, INVALID_REQUEST, message)
+            return
+        if self._slots.value == 0:
+            limit = self._server.max_in_flight
+            message = (
+                f"too many requests in flight: at most {limit} per connection; "
+                "send more once answers came back"
+            )
+            await self._reply_error(request.id, INVALID_REQUEST, message)
+            return
+        if isinstance(params, StartParams) and self._server._stopping.is_set():
+            await self._reply_error(request.id, INVALID_REQUEST, _GOING_AWAY_REASON)
+            return
+        self._slots.acquire_nowait()
+        turn: tuple[trio.Event | None, trio.Event] | None = None
+        if isinstance(params, WriteParams | CloseStdinParams):
+            turn = self._take_write_turn(params.process_id)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._handle, request.id, params, turn)
+
+    def _take_write_turn(self, process_id: str) -> tuple[trio.Event | None, trio.Event]:
+        """Queue a write to ``process_id`` behind the writes that arrived before it."""
+        previous = self._write_tails.get(process_id)
+        mine = trio.Event()
+        self._write_tails[process_id] = mine
+        return previous, mine
+
+    async def _initialize(self, request_id: RequestId, params: InitializeParams) -> None:
+        if self._handshake is not _Handshake.NEW:
+            message = "initialize may only be sent once per connection"
+            await self._reply_error(request_id, INVALID_REQUEST, message)
+            return
+        if self._server._stopping.is_set():
+            await self._reply_error(request_id, INVALID_REQUEST, _GOING_AWAY_REASON)
+            return
+        resume_id = params.resume_session_id
+        if resume_id is None:
+            session = _Session(self._server)
+            assert self.host is not None
+            await self.host.start(session.run)
+        else:
+            # As in the reference, a failed resume leaves the connection free to
+            # initialize again (the client retries -32010 until the old connection is
+            # noticed as dead).
+            found = self._server._sessions.get(resume_id)
+            if found is None or found.ended:
+                message = f"unknown session id {resume_id}"
+                await self._reply_error(request_id, INVALID_REQUEST, message)
+                return
+            if found.connection is not None:
+                message = f"session {resume_id} is already attached to another connection"
+                await self._reply_error(request_id, SESSION_ALREADY_ATTACHED, message)
+                return
+            session = found
+            _logger.debug("session %s resumed", resume_id)
+        session.attach(self)  # no checkpoint since the checks: no other connection raced us
+        self.session = session
+        self._handshake = _Handshake.INITIALIZED
+        result = InitializeResult(
+            session_id=session.session_id,
+            extensions=SERVER_EXTENSIONS,
+            environment_info=_environment_info(),
+        )
+        await self._send(make_response(request_id, result))
+        # Live notifications follow the response; what happened while detached is read.
+        session.forward_all(self)
+
+    # -- handlers (one task per request) ---------------------------------------------------
+
+    async def _handle(
+        self,
+        request_id: RequestId,
+        params: RequestParams,
+        turn: tuple[trio.Event | None, trio.Event] | None,
+    ) -> None:
+        try:
+            try:
+                if turn is not None:
+                    previous, _ = turn
+                    if previous is not None:
+                        await previous.wait()
+                if isinstance(params, StartParams):
+                    await self._start(request_id, params)
+                    return
+                assert self.session is not None
+                result = await call(self.session, params)
+            except _RpcError as exc:
+                await self._reply_error(request_id, exc.code, exc.message, exc.data)
+                return
+            except Exception as exc:
+                _logger.exception("internal error handling %s", type(params).__name__)
+                await self._reply_error(request_id, INTERNAL_ERROR, f"internal error: {exc}")
+                return
+            finally:
+                if turn is not None:
+                    self._end_write_turn(params, turn[1])
+            await self._send(make_response(request_id, result))
+        finally:
+            self._slots.release()
+
+    def _end_write_turn(self, params: RequestParams, mine: trio.Event) -> None:
+        mine.set()
+        assert isinstance(params, WriteParams | CloseStdinParams)
+        if self._write_tails.get(params.process_id) is mine:
+            del self._write_tails[params.process_id]
+
+    async def _start(self, request_id: RequestId, params: StartParams) -> None:
+        assert self.session is not None
+        entry = await start_process(self.session, params, self)
+        await self._send(make_response(request_id, StartResult(process_id=params.process_id)))
+        entry.announced.set()
+
+    async def _forward(self, entry: _Entry, events: EventSubscription) -> None:
+        """Send the process's events as notifications, after the start response.
+
+        For a resume after a lost connection, output the client may not have received
+        must stay retained. A second subscription trails ``events`` (see :class:`_Unsent`):
+        it pins what waits in the outbound queue, at most half of ``retain_bytes``, and
+        the last output that the transport took, which may still be in flight (in socket
+        buffers) when the connection breaks: at most half of ``retain_bytes``, and little
+        enough that the largest chunk (:data:`~trio_exec._local.READ_CHUNK_BYTES`) still
+        fits beside it.
+        """
+        assert entry.proc is not None
+        retain = self._server.retain_bytes
+        unsent = _Unsent(
+            _subscribe(entry.proc),
+            limit=max(retain // 2, 1),
+            sent_limit=max(min(retain // 2, retain - READ_CHUNK_BYTES), 0),
+        )
+        _advance(unsent.pin, events.cursor - 1)
+        try:
+            async with events:
+                await entry.announced.wait()
+                async for event in events:
+                    notification = _notification(entry.process_id, event)
+                    if notification is None:
+                        break
+                    size = len(event.data) if isinstance(event, Output) else 0
+                    seq = event.seq if isinstance(event, Output | Exited | Closed) else 0
+                    await unsent.wait_for_room(size)
+                    unsent.bytes += size
+                    await self._send(notification, partial(unsent.sent, seq, size))
+        finally:
+            unsent.pin.close()
+
+
+def _notification(process_id: str, event: Event) -> Notification | None:
+    match event:
+        case Output():
+            return make_notification(OutputNotification.from_event(process_id, event))
+        case Exited():
+            return make_notification(ExitedNotification.from_event(process_id, event))
+        case Closed():
+            return make_notification(ClosedNotification.from_event(process_id, event))
+        case Failed():
+            return None
