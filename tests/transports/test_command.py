@@ -13,7 +13,7 @@ import trio
 
 import trio_exec as tx
 import trio_exec._command
-import trio_exec._remote
+import trio_exec._remote.connection
 from trio_exec._command import connect_command
 from trio_exec.testing import check_event_stream
 
@@ -35,7 +35,7 @@ def serving_after(script: str) -> list[str]:
 def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trio_exec._command, "COMMAND_EXIT_TIMEOUT", SHORT)
     monkeypatch.setattr(trio_exec._command, "COMMAND_TERMINATE_TIMEOUT", SHORT)
-    monkeypatch.setattr(trio_exec._remote, "INITIALIZE_TIMEOUT", 1.0)
+    monkeypatch.setattr(trio_exec._remote.connection, "INITIALIZE_TIMEOUT", 1.0)
 
 
 # -- the session ----------------------------------------------------------------------------
