@@ -196,6 +196,7 @@ async def test_max_processes_refuses_then_forgets_closed_ones() -> None:
         # The limit is per session: another one may start its own.
         assert "result" in await other.start("x", ["true"])
         assert server.statistics().processes == 4
+        await other.wait_closed("x")  # so that running_processes counts this session's alone
         # When a process closed, it makes room: the earliest started closed one goes.
         await client.call("process/closeStdin", {"processId": "b"})
         await client.wait_closed("b")
