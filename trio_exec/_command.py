@@ -44,7 +44,9 @@ import trio
 
 from ._backend import Arg, check_argv
 from ._errors import ConnectionLost
+from ._lines import LineSplitter, TooLong
 from ._remote import RemoteBackend, open_remote_backend
+from ._stream import STDERR_LINE_BYTES
 from ._transport import StreamTransport
 from ._util import open_service_nursery
 
@@ -82,9 +84,6 @@ STDERR_DRAIN_TIMEOUT: Final = 1.0
 STDERR_TAIL_BYTES: Final = 4096
 """How much of the end of the command's captured stderr goes in error messages."""
 
-STDERR_LINE_BYTES: Final = 64 * 1024
-"""Longest stderr line logged as one record; a longer line is logged in pieces of this size."""
-
 STDERR_LOG_LEVEL: Final = logging.INFO
 """The level of the records a ``stderr`` logger gets."""
 
@@ -104,7 +103,7 @@ class _StderrCapture:
         self._name = name
         self._logger = sink if isinstance(sink, logging.Logger) else None
         self._callback = None if isinstance(sink, logging.Logger) else sink
-        self._line = bytearray()
+        self._lines = LineSplitter(STDERR_LINE_BYTES, too_long=TooLong.CUT)
         self._tail: deque[bytes] = deque()
         self._tail_bytes = 0
         self.eof = trio.Event()
@@ -127,9 +126,9 @@ class _StderrCapture:
 
     def finish(self) -> None:
         """Log the last, unterminated line."""
-        if self._line:
-            self._deliver(self._log_line, bytes(self._line))
-            self._line.clear()
+        line = self._lines.feed_eof()
+        if line is not None:
+            self._deliver(self._log_line, line)
 
     def _deliver(self, sink: Callable[[bytes], None], data: bytes) -> None:
         if self.error is not None:
@@ -151,20 +150,12 @@ class _StderrCapture:
             self._tail_bytes -= len(self._tail.popleft())
 
     def _log(self, data: bytes) -> None:
-        self._line += data
-        while True:
-            newline = self._line.find(b"\n")
-            if newline < 0:
-                break
-            self._log_line(bytes(self._line[:newline]))
-            del self._line[: newline + 1]
-        while len(self._line) >= STDERR_LINE_BYTES:
-            self._log_line(bytes(self._line[:STDERR_LINE_BYTES]))
-            del self._line[:STDERR_LINE_BYTES]
+        for line in self._lines.split(data):
+            self._log_line(line)
 
     def _log_line(self, line: bytes) -> None:
         assert self._logger is not None
-        text = line.removesuffix(b"\r").decode("utf-8", "replace")
+        text = line.decode("utf-8", "replace")
         self._logger.log(STDERR_LOG_LEVEL, "%s: %s", self._name, text)
 
 

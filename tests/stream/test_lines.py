@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import trio_exec as tx
-from trio_exec._stream import MAX_LINE_BYTES, LineReader, LineTooLongError, open_stream
+from trio_exec._stream import LINE_READER_MAX_BYTES, LineReader, LineTooLongError, open_stream
 
 from .helpers import TIMEOUT
 
@@ -110,7 +110,7 @@ def test_small_receives_give_the_same_lines(data: bytes, receive_bytes: int) -> 
         assert stream.largest_request <= receive_bytes
         return outcomes
 
-    assert trio.run(main) == model(data, MAX_LINE_BYTES)
+    assert trio.run(main) == model(data, LINE_READER_MAX_BYTES)
 
 
 async def test_examples() -> None:
@@ -143,7 +143,7 @@ async def test_too_long_is_raised_before_the_line_ends() -> None:
         await reader.receive()
     await send.send_all(b"x" * 1000 + b"\nnext\n")
     assert await reader.receive() == b"next"
-    assert len(reader._buffer) <= 100 + 10
+    assert len(reader._lines._buffer) <= 100 + 10
 
 
 def test_the_error_is_a_trio_exec_error_and_a_value_error() -> None:

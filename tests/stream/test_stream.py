@@ -259,6 +259,41 @@ async def test_long_stderr_lines_are_logged_in_pieces(
     assert [len(m) - len(prefix) for m in messages] == [STDERR_LINE_BYTES] * 2 + [100]
 
 
+async def test_a_stderr_line_cut_at_the_limit_does_not_log_an_empty_line(
+    backend: tx.ExecBackend,
+) -> None:
+    """The child writes a line of exactly :data:`STDERR_LINE_BYTES`, and its newline only
+    once the piece was logged: the newline ends that line, it makes no empty record."""
+    logger = logging.getLogger("tests.stream.cut_stderr")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    messages: list[str] = []
+    logged = trio.Event()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+            logged.set()
+
+    handler = Collect()
+    logger.addHandler(handler)
+    code = (
+        "import sys; err = sys.stderr; "
+        f"err.write('x' * {STDERR_LINE_BYTES}); err.flush(); "
+        "sys.stdin.readline(); err.write('\\nnext\\n'); err.flush()"
+    )
+    try:
+        with trio.fail_after(TIMEOUT):
+            async with open_stream(backend, python(code), stderr=logger) as stream:
+                await logged.wait()
+                await stream.send_all(b"go\n")
+                assert await receive_all(stream) == b""
+    finally:
+        logger.removeHandler(handler)
+    prefix = f"{stream.process.process_id}: "
+    assert [m.removeprefix(prefix) for m in messages] == ["x" * STDERR_LINE_BYTES, "next"]
+
+
 async def test_an_error_in_the_stderr_callback_propagates(backend: tx.ExecBackend) -> None:
     def broken(data: bytes) -> None:
         raise ValueError("bad callback")

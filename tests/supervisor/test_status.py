@@ -57,7 +57,7 @@ async def test_lines_are_tagged_with_stream_and_run_and_flushed_at_exit() -> Non
 
 
 async def test_long_lines_are_kept_in_pieces_and_bad_utf8_replaced() -> None:
-    size = sv.MAX_LINE_BYTES * 2 + 10
+    size = sv.OUTPUT_LINE_BYTES * 2 + 10
     child = spec(
         "long",
         python(f"import sys; sys.stdout.buffer.write(b'x' * {size} + b'\\n\\xff\\r\\n')"),
@@ -66,21 +66,35 @@ async def test_long_lines_are_kept_in_pieces_and_bad_utf8_replaced() -> None:
         async with sv.open_supervisor() as supervisor:
             handle = await supervisor.start(child)
             status = await handle.wait_state(State.EXITED)
-    assert [len(text) for text in texts(status)] == [sv.MAX_LINE_BYTES, sv.MAX_LINE_BYTES, 10, 1]
+    assert [len(text) for text in texts(status)] == [
+        sv.OUTPUT_LINE_BYTES,
+        sv.OUTPUT_LINE_BYTES,
+        10,
+        1,
+    ]
     assert texts(status)[-1] == "\ufffd"
 
 
 async def test_a_line_cut_at_the_limit_does_not_make_an_empty_line() -> None:
     code = (
         "import sys, time; out = sys.stdout.buffer; "
-        f"out.write(b'x' * {sv.MAX_LINE_BYTES}); out.flush(); time.sleep(0.1); "
+        f"out.write(b'x' * {sv.OUTPUT_LINE_BYTES}); out.flush(); time.sleep(0.1); "
         "out.write(b'\\nnext\\n')"
     )
     with trio.fail_after(TIMEOUT):
         async with sv.open_supervisor() as supervisor:
             handle = await supervisor.start(spec("cut", python(code)))
             status = await handle.wait_state(State.EXITED)
-    assert texts(status) == ["x" * sv.MAX_LINE_BYTES, "next"]
+    assert texts(status) == ["x" * sv.OUTPUT_LINE_BYTES, "next"]
+
+
+async def test_a_crlf_line_of_exactly_the_limit_is_one_line() -> None:
+    code = f"import sys; sys.stdout.buffer.write(b'x' * {sv.OUTPUT_LINE_BYTES} + b'\\r\\nnext\\n')"
+    with trio.fail_after(TIMEOUT):
+        async with sv.open_supervisor() as supervisor:
+            handle = await supervisor.start(spec("crlf", python(code)))
+            status = await handle.wait_state(State.EXITED)
+    assert texts(status) == ["x" * sv.OUTPUT_LINE_BYTES, "next"]
 
 
 async def test_keep_runs_bounds_the_history() -> None:

@@ -10,11 +10,12 @@ from contextlib import AsyncExitStack
 
 import pytest
 import trio
+import trio.testing
 
 import trio_exec as tx
 import trio_exec._command
 import trio_exec._remote.connection
-from trio_exec._command import connect_command
+from trio_exec._command import STDERR_LINE_BYTES, _StderrCapture, connect_command
 from trio_exec.testing import check_event_stream
 
 from ..conformance.helpers import TIMEOUT, collect, group_alive
@@ -298,3 +299,29 @@ async def test_a_failing_stderr_callback_is_raised_once_the_command_is_reaped() 
     pgid, server = numbers
     assert not group_alive(pgid)
     assert not pid_alive(server)
+
+
+async def test_a_long_stderr_line_in_one_chunk_is_logged_in_pieces() -> None:
+    logger = logging.getLogger("tests.command.long_stderr")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Collect()
+    logger.addHandler(handler)
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    capture = _StderrCapture(receive, logger, "cmd")
+    try:
+        with trio.fail_after(TIMEOUT):
+            await send.send_all(b"x" * (STDERR_LINE_BYTES + 10) + b"\r\nend\r")
+            await send.aclose()
+            await capture.drain()
+        capture.finish()
+    finally:
+        logger.removeHandler(handler)
+    assert messages == [f"cmd: {'x' * STDERR_LINE_BYTES}", f"cmd: {'x' * 10}", "cmd: end"]
+    assert capture.error is None

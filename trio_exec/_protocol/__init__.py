@@ -44,7 +44,8 @@ Modules, each importing only those above it
 * ``codec``: :func:`decode_message` / :func:`encode_message` and the typed ``decode_*`` /
   ``make_*`` functions.
 * ``rpc``: :class:`RpcClientState`, :class:`Reply`.
-* ``framing``: :class:`LineDecoder` (imports nothing else of the package).
+* ``framing``: :class:`LineDecoder`, on the one line splitter of ``trio_exec._lines``
+  (imports nothing else of the package).
 
 None of them imports trio, a socket or a websocket library.
 """

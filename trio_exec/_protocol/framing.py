@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from .._errors import ProtocolError
+from .._lines import LineSplitter, LineTooLongError, TooLong
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
@@ -19,13 +20,8 @@ A ``process/write`` of up to about 12 MiB of data fits (base64 grows bytes by 4/
 """
 
 
-class LineTooLong(ProtocolError):
+class LineTooLong(LineTooLongError, ProtocolError):
     """An NDJSON line exceeded :attr:`LineDecoder.max_line_bytes`; the stream is unusable."""
-
-    def __init__(self, max_line_bytes: int) -> None:
-        super().__init__(f"line longer than {max_line_bytes} bytes")
-        self.max_line_bytes = max_line_bytes
-        """The bound that was exceeded."""
 
 
 class LineDecoder:
@@ -43,18 +39,14 @@ class LineDecoder:
     """
 
     def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
-        if max_line_bytes < 1:
-            raise ValueError(f"max_line_bytes must be >= 1, not {max_line_bytes}")
+        self._lines: LineSplitter | None = LineSplitter(max_line_bytes, too_long=TooLong.RAISE)
         self.max_line_bytes: Final = max_line_bytes
         """The bound on one line."""
-        self._buffer = bytearray()
-        self._scanned = 0  # bytes of _buffer known to hold no newline
-        self._failed = False
 
     @property
     def buffered(self) -> int:
         """Bytes of an incomplete line held back."""
-        return len(self._buffer)
+        return 0 if self._lines is None else self._lines.buffered
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Add bytes; return the lines they completed, oldest first.
@@ -62,41 +54,18 @@ class LineDecoder:
         Raises:
             LineTooLong: a line exceeds ``max_line_bytes``.
         """
-        if self._failed:
-            raise LineTooLong(self.max_line_bytes)
-        buffer = self._buffer
-        buffer += data
-        lines: list[bytes] = []
-        start = 0
-        newline = buffer.find(b"\n", self._scanned)
-        while newline >= 0:
-            end = newline - 1 if newline > start and buffer[newline - 1] == 0x0D else newline
-            self._check(end - start)
-            line = bytes(buffer[start:end])
-            if line.strip():
-                lines.append(line)
-            start = newline + 1
-            newline = buffer.find(b"\n", start)
-        if start:
-            del buffer[:start]
-        self._scanned = len(buffer)
-        # An incomplete line may end with the \r of its terminator.
-        self._check(len(buffer) - (1 if buffer.endswith(b"\r") else 0))
-        return lines
+        try:
+            return [line for line in self._splitter().split(data) if line.strip()]
+        except LineTooLongError:
+            self._lines = None  # unusable, and holding no memory
+            raise LineTooLong(self.max_line_bytes) from None
 
     def feed_eof(self) -> list[bytes]:
         """End of stream: return the final line if it had no newline (and is not blank)."""
-        if self._failed:
-            raise LineTooLong(self.max_line_bytes)
-        line = bytes(self._buffer)
-        self._buffer.clear()
-        self._scanned = 0
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        return [line] if line.strip() else []
+        line = self._splitter().feed_eof()
+        return [line] if line is not None and line.strip() else []
 
-    def _check(self, length: int) -> None:
-        if length > self.max_line_bytes:
-            self._failed = True
-            self._buffer.clear()
+    def _splitter(self) -> LineSplitter:
+        if self._lines is None:
             raise LineTooLong(self.max_line_bytes)
+        return self._lines

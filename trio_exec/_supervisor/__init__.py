@@ -42,7 +42,7 @@ restarts and backoff), ``supervisor`` (:class:`Supervisor`, :func:`open_supervis
 from __future__ import annotations
 
 from .child import EXIT_REPORT_TIMEOUT, KILL_TIMEOUT
-from .lines import MAX_LINE_BYTES
+from .lines import OUTPUT_LINE_BYTES
 from .readiness import PORT_CONNECT_TIMEOUT
 from .spec import (
     DEFAULT_BACKOFF_FACTOR,
@@ -79,7 +79,7 @@ __all__ = [
     "EXIT_REPORT_TIMEOUT",
     "FINAL_STATES",
     "KILL_TIMEOUT",
-    "MAX_LINE_BYTES",
+    "OUTPUT_LINE_BYTES",
     "PORT_CONNECT_TIMEOUT",
     "ChildError",
     "ChildHandle",

@@ -16,7 +16,7 @@ import trio
 from .._backend import ExecBackend, ExecProcess
 from .._errors import TrioExecError
 from .._events import Closed, Event, Exited, Failed, Output, OutputStream
-from .lines import _LineSplitter
+from .lines import _OutputLines
 from .readiness import _cancel_when_set, _check_ready
 from .spec import ChildSpec, ReadyOnCheck, ReadyOnOutput, ReadyOnPort, RestartPolicy
 from .status import (
@@ -48,7 +48,7 @@ class _Attempt:
         self.ready = trio.Event()
         self.exited = trio.Event()
         self.check_error: str | None = None
-        self.lines = _LineSplitter()
+        self.lines = _OutputLines()
 
 
 class _Waiter:

@@ -1,6 +1,6 @@
 """Supervisor output lines: each stream's output split into the lines a child keeps.
 
-A line longer than :data:`MAX_LINE_BYTES` is kept (and matched) in pieces.
+A line longer than :data:`OUTPUT_LINE_BYTES` is kept (and matched) in pieces.
 """
 
 from __future__ import annotations
@@ -8,53 +8,31 @@ from __future__ import annotations
 from typing import Final
 
 from .._events import OutputStream
+from .._lines import LineSplitter, TooLong
 
-__all__ = ["MAX_LINE_BYTES", "_LineSplitter"]
+__all__ = ["OUTPUT_LINE_BYTES", "_OutputLines"]
 
-MAX_LINE_BYTES: Final = 8192
+OUTPUT_LINE_BYTES: Final = 8192
 """Longest output line kept whole; a longer line is kept (and matched) in pieces of this size."""
 
 
-class _LineSplitter:
+class _OutputLines:
     """Splits each stream's output into lines; keeps one partial line per stream."""
 
     def __init__(self) -> None:
-        self._partial: dict[OutputStream, bytearray] = {}
-        self._cut: set[OutputStream] = set()
-        """Streams whose partial line was just emitted for its length: a newline right
-        after it ends that line rather than making an empty one."""
+        self._streams: dict[OutputStream, LineSplitter] = {}
 
     def feed(self, stream: OutputStream, data: bytes) -> list[str]:
-        buf = self._partial.setdefault(stream, bytearray())
-        if stream in self._cut:
-            self._cut.discard(stream)
-            if not buf and data.startswith(b"\n"):
-                data = data[1:]
-        buf += data
-        lines: list[str] = []
-        start = 0
-        while (end := buf.find(b"\n", start)) >= 0:
-            lines.extend(_pieces(buf[start:end]))
-            start = end + 1
-        del buf[:start]
-        while len(buf) >= MAX_LINE_BYTES:
-            lines.append(_decode(buf[:MAX_LINE_BYTES]))
-            del buf[:MAX_LINE_BYTES]
-            if not buf:
-                self._cut.add(stream)
-        return lines
+        lines = self._streams.get(stream)
+        if lines is None:
+            lines = self._streams[stream] = LineSplitter(OUTPUT_LINE_BYTES, too_long=TooLong.CUT)
+        return [_decode(line) for line in lines.split(data)]
 
     def flush(self) -> list[tuple[OutputStream, str]]:
-        rest = [(stream, _decode(buf)) for stream, buf in self._partial.items() if buf]
-        self._partial.clear()
-        return rest
+        rest = [(stream, lines.feed_eof()) for stream, lines in self._streams.items()]
+        self._streams.clear()
+        return [(stream, _decode(line)) for stream, line in rest if line is not None]
 
 
-def _pieces(line: bytearray) -> list[str]:
-    if len(line) <= MAX_LINE_BYTES:
-        return [_decode(line)]
-    return [_decode(line[i : i + MAX_LINE_BYTES]) for i in range(0, len(line), MAX_LINE_BYTES)]
-
-
-def _decode(line: bytearray) -> str:
-    return line.decode("utf-8", "replace").removesuffix("\r")
+def _decode(line: bytes) -> str:
+    return line.decode("utf-8", "replace")

@@ -121,7 +121,7 @@ class ReadyOnOutput:
 
     Lines are decoded as UTF-8 (invalid bytes replaced), without the line end (``\\n``
     and a ``\\r`` before it). Only whole lines are matched: a prompt without a newline
-    never is. A line longer than :data:`MAX_LINE_BYTES` is matched in pieces.
+    never is. A line longer than :data:`OUTPUT_LINE_BYTES` is matched in pieces.
     """
 
     pattern: re.Pattern[str] = attrs.field(converter=_to_pattern)
