@@ -1,7 +1,7 @@
-"""The backend interface, the process session shared by every backend, and ``run_process``.
+"""The backend interface and the process session shared by every backend.
 
 An :class:`ExecBackend` opens :class:`ExecProcess` sessions. The session's events live
-in a :class:`~trio_exec._retained.ProcessLog`; a backend only has to feed that log and
+in a :class:`~trio_exec._log.ProcessLog`; a backend only has to feed that log and
 implement the few operations that touch the child (write, signal, terminate, ...).
 
 Checkpoints
@@ -29,21 +29,17 @@ from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias
 import attrs
 import trio
 
-from ._errors import CalledProcessError
-from ._events import Closed, Event, Exited, Failed, Output, OutputStream, ReadResult, WriteStatus
-from ._retained import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
-from ._util import open_service_nursery
+from ._events import Closed, Event, OutputStream, ReadResult, WriteStatus
+from ._log import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
 
 if TYPE_CHECKING:
     from ._stream import ProcessStream, StderrSink
 
 __all__ = [
     "DEFAULT_GRACE",
-    "CompletedProcess",
     "ExecBackend",
     "ExecProcess",
     "ProcessStatistics",
-    "run_process",
 ]
 
 DEFAULT_GRACE: Final = 5.0
@@ -429,98 +425,3 @@ def check_argv(argv: Sequence[Arg], *, text: bool = False) -> list[str]:
                 ) from None
         args.append(arg)
     return args
-
-
-@attrs.frozen(kw_only=True)
-class CompletedProcess:
-    """What :func:`run_process` returns."""
-
-    argv: tuple[str, ...]
-    """The command that ran."""
-    exit_code: int
-    """Its exit code (``128 + N`` when signal N ended it)."""
-    stdout: bytes
-    """Everything written to stdout (or to the terminal when ``tty=True``)."""
-    stderr: bytes
-    """Everything written to stderr (empty when ``tty=True``)."""
-
-
-async def run_process(
-    argv: Sequence[Arg],
-    *,
-    backend: ExecBackend | None = None,
-    input: bytes | None = None,
-    check: bool = True,
-    cwd: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    tty: bool = False,
-    grace: float = DEFAULT_GRACE,
-) -> CompletedProcess:
-    """Run ``argv`` to completion and return its exit code and output.
-
-    Args:
-        backend: where to run (default: a :class:`LocalBackend`).
-        input: bytes to write to stdin, which is then closed. None gives the child
-            ``/dev/null`` as stdin.
-        check: raise :class:`CalledProcessError` on a non-zero exit code.
-        argv, cwd, env, tty, grace: as for :meth:`ExecBackend.open_process`.
-
-    Raises:
-        CalledProcessError: ``check`` is true and the exit code is not 0.
-        SpawnError: the program could not be started; as for :class:`OSError`, a missing
-            program or directory is also a :class:`FileNotFoundError`, one that cannot
-            be executed or entered a :class:`PermissionError`, and so on.
-        TypeError, ValueError: bad arguments, raised before anything is started.
-        ConnectionLost: a remote session broke.
-
-    Each comes as itself, never wrapped in an exception group.
-
-    The whole output is kept in memory, like :func:`subprocess.run`.
-
-    **Cancellation:** the child is terminated (SIGTERM, SIGKILL after ``grace``) and reaped
-    before Cancelled propagates; its output is lost.
-    """
-    args = check_argv(argv)
-    if input is not None and not isinstance(input, bytes | bytearray | memoryview):
-        raise TypeError(f"input must be bytes or None, not {type(input).__name__}")
-    if backend is None:
-        from ._local import LocalBackend
-
-        backend = LocalBackend()
-    elif not isinstance(backend, ExecBackend):
-        raise TypeError(f"backend must be an ExecBackend, not {type(backend).__name__}")
-    out: dict[OutputStream, list[bytes]] = {stream: [] for stream in OutputStream}
-    async with backend.open_process(
-        args, cwd=cwd, env=env, tty=tty, pipe_stdin=input is not None and not tty, grace=grace
-    ) as proc:
-        events = proc.events
-        async with open_service_nursery() as nursery:
-            if input is not None:
-                nursery.start_soon(_feed, proc, input)
-            async for event in events:
-                match event:
-                    case Output(stream=stream, data=data):
-                        out[stream].append(data)
-                    case Exited() | Closed():
-                        pass
-                    case Failed(message=message):
-                        from ._errors import ConnectionLost
-
-                        raise ConnectionLost(message)
-        exit_code = await proc.wait()
-    stdout = b"".join(out[OutputStream.STDOUT] + out[OutputStream.PTY])
-    stderr = b"".join(out[OutputStream.STDERR])
-    if check and exit_code != 0:
-        raise CalledProcessError(args, exit_code, stdout, stderr)
-    return CompletedProcess(argv=tuple(args), exit_code=exit_code, stdout=stdout, stderr=stderr)
-
-
-async def _feed(proc: ExecProcess, data: bytes) -> None:
-    from ._errors import ConnectionLost
-
-    try:
-        if data:
-            await proc.write(data)
-        await proc.close_stdin()
-    except ConnectionLost:
-        pass  # the session broke: its events end with Failed, raised by run_process once

@@ -45,7 +45,7 @@ import trio
 from ._backend import DEFAULT_GRACE, Arg, ExecBackend, ExecProcess, check_seconds
 from ._errors import ConnectionLost, TrioExecError, UnsupportedOperation
 from ._events import Closed, Exited, Failed, Output, OutputStream, WriteStatus
-from ._retained import DEFAULT_RETAINED_BYTES, EventSubscription
+from ._log import DEFAULT_RETAINED_BYTES, EventSubscription
 from ._util import open_service_nursery
 
 __all__ = [

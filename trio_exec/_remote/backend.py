@@ -22,6 +22,7 @@ from .._backend import (
     new_process_id,
 )
 from .._errors import ConnectionLost, RemoteError, UnsupportedOperation
+from .._log import DEFAULT_RETAINED_BYTES, ProcessLog
 from .._protocol import (
     EnvironmentInfo,
     Extension,
@@ -30,7 +31,6 @@ from .._protocol import (
     WindowSize,
     path_to_file_uri,
 )
-from .._retained import DEFAULT_RETAINED_BYTES, ProcessLog
 from .errors import _start_error
 from .process import SHUTDOWN_TIMEOUT, RemoteProcess
 from .resume import _Connector, _Resuming
