@@ -6,7 +6,7 @@ iterate over ``proc.events``. See the README for a tour.
 
 from __future__ import annotations
 
-from ._backend import DEFAULT_GRACE, ExecBackend, ExecProcess, ProcessStatistics
+from ._backend import DEFAULT_GRACE, ExecBackend, ExecProcess, ProcessOptions, ProcessStatistics
 from ._command import CommandStderr, connect_command
 from ._errors import (
     CalledProcessError,
@@ -84,6 +84,7 @@ __all__ = [
     "OutputLine",
     "OutputStream",
     "ProcessId",
+    "ProcessOptions",
     "ProcessStatistics",
     "ProcessStream",
     "ProtocolError",

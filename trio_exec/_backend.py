@@ -24,7 +24,7 @@ import os
 import signal as _signal
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias, TypedDict, Unpack
 
 import attrs
 import trio
@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_GRACE",
     "ExecBackend",
     "ExecProcess",
+    "ProcessOptions",
     "ProcessStatistics",
 ]
 
@@ -56,24 +57,81 @@ def new_process_id() -> str:
     return f"proc-{os.getpid()}-{next(_process_ids)}"
 
 
+class ProcessOptions(TypedDict, total=False):
+    """The keyword options of ``open_process``, declared once for every backend.
+
+    :meth:`ExecBackend.open_process`, its overrides and :func:`open_process` take them as
+    keyword arguments (``open_process(argv, cwd="/srv", tty=True)``); each is optional,
+    with the default given below. The defaults are the side's that runs the child, as with
+    ``ssh``, ``docker exec`` and ``kubectl exec``: without ``cwd`` and ``env``, a child of
+    a remote backend runs in the server's working directory with the server's
+    environment, never the client's.
+    """
+
+    cwd: str | os.PathLike[str] | None
+    """The working directory (default None: the backend's: this process's for a
+    :class:`LocalBackend`, the server's for a :class:`RemoteBackend`)."""
+    env: Mapping[str, str] | None
+    """The child's exact environment (default None: the backend's environment, inherited
+    whole)."""
+    tty: bool
+    """Run the child on a pseudo-terminal (24x80 unless ``window``); its stdout and stderr
+    are then merged into :attr:`OutputStream.PTY` and stdin is the terminal (default
+    False)."""
+    pipe_stdin: bool
+    """Give a non-tty child a writable stdin pipe (default False: ``/dev/null``)."""
+    arg0: str | None
+    """What the child sees as ``argv[0]`` (default None: ``argv[0]``)."""
+    process_id: str | None
+    """The session's id (default None: generated)."""
+    grace: float
+    """When the block is left with the child running, seconds between SIGTERM and SIGKILL
+    to its process group (default :data:`DEFAULT_GRACE`)."""
+    retain_bytes: int
+    """Bound on retained output, see :class:`~trio_exec._log.ProcessLog` (default
+    :data:`DEFAULT_RETAINED_BYTES`)."""
+    extra_env: Mapping[str, str] | None
+    """Variables added to the child's environment, over ``env`` when it is given, else
+    over the backend's environment (so ``extra_env={"K": "V"}`` is the backend's
+    environment plus ``K``; default None)."""
+    window: tuple[int, int] | None
+    """``(rows, cols)`` of the terminal from the start, each 1..65535; needs
+    ``tty=True``. The child never sees another size first (unlike a
+    :meth:`~ExecProcess.resize` after the start, which races the child). Default None."""
+
+
+_OPTION_DEFAULTS: Final[ProcessOptions] = {
+    "cwd": None,
+    "env": None,
+    "tty": False,
+    "pipe_stdin": False,
+    "arg0": None,
+    "process_id": None,
+    "grace": DEFAULT_GRACE,
+    "retain_bytes": DEFAULT_RETAINED_BYTES,
+    "extra_env": None,
+    "window": None,
+}
+
+
+def process_options(options: ProcessOptions) -> ProcessOptions:
+    """Return the options given to ``open_process`` with every default filled in.
+
+    Raises:
+        TypeError: an unknown option, as Python raises for an unexpected keyword argument.
+    """
+    for name in options:
+        if name not in _OPTION_DEFAULTS:
+            raise TypeError(f"open_process() got an unexpected keyword argument {name!r}")
+    return {**_OPTION_DEFAULTS, **options}
+
+
 class ExecBackend(abc.ABC):
     """Where processes run: :class:`LocalBackend` here, :class:`RemoteBackend` on a server."""
 
     @abc.abstractmethod
     def open_process(
-        self,
-        argv: Sequence[Arg],
-        *,
-        cwd: str | os.PathLike[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        tty: bool = False,
-        pipe_stdin: bool = False,
-        arg0: str | None = None,
-        process_id: str | None = None,
-        grace: float = DEFAULT_GRACE,
-        retain_bytes: int = DEFAULT_RETAINED_BYTES,
-        extra_env: Mapping[str, str] | None = None,
-        window: tuple[int, int] | None = None,
+        self, argv: Sequence[Arg], **options: Unpack[ProcessOptions]
     ) -> AbstractAsyncContextManager[ExecProcess]:
         """Start ``argv`` and return an async context manager that owns the session.
 
@@ -85,25 +143,9 @@ class ExecBackend(abc.ABC):
         Args:
             argv: the program and its arguments (str, bytes or path-like, as for
                 :mod:`subprocess`); ``argv[0]`` is looked up in ``PATH``.
-            cwd: the working directory (default: the backend's: this process's for a
-                :class:`LocalBackend`, the server's for a :class:`RemoteBackend`).
-            env: the child's exact environment (default: the backend's environment,
-                inherited whole).
-            tty: run the child on a pseudo-terminal (24x80 unless ``window``); its
-                stdout and stderr are then merged into :attr:`OutputStream.PTY` and stdin
-                is the terminal.
-            pipe_stdin: give a non-tty child a writable stdin pipe (else ``/dev/null``).
-            arg0: what the child sees as ``argv[0]`` (default ``argv[0]``).
-            process_id: the session's id (default: generated).
-            grace: when the block is left with the child running, seconds between
-                SIGTERM and SIGKILL to its process group.
-            retain_bytes: bound on retained output, see :class:`ProcessLog`.
-            extra_env: variables added to the child's environment, over ``env`` when it
-                is given, else over the backend's environment (so ``extra_env={"K": "V"}``
-                is the backend's environment plus ``K``).
-            window: ``(rows, cols)`` of the terminal from the start, each 1..65535; needs
-                ``tty=True``. The child never sees another size first (unlike a
-                :meth:`~ExecProcess.resize` after the start, which races the child).
+            options: keyword options, each optional: ``cwd``, ``env``, ``tty``,
+                ``pipe_stdin``, ``arg0``, ``process_id``, ``grace``, ``retain_bytes``,
+                ``extra_env``, ``window``; see :class:`ProcessOptions`.
 
         Raises:
             SpawnError: the program could not be started; ``filename`` names the program
@@ -112,7 +154,7 @@ class ExecBackend(abc.ABC):
                 :class:`PermissionError` (EACCES, EPERM), :class:`NotADirectoryError`
                 (ENOTDIR) or :class:`IsADirectoryError` (EISDIR).
             ValueError: bad arguments (empty ``argv``, ``window`` without ``tty``, ...).
-            TypeError: an argument of the wrong type.
+            TypeError: an argument of the wrong type, or an unknown option.
 
         These are raised as themselves, never in an exception group; so is an exception
         of the block.

@@ -42,24 +42,26 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Unpack
 
 import trio
 
 from ._backend import (
-    DEFAULT_GRACE,
     Arg,
     ExecBackend,
+    ProcessOptions,
     check_argv,
     check_env,
     check_seconds,
     check_window,
     new_process_id,
+    process_options,
 )
 from ._keeper import Keeper
 from ._local_process import LocalProcess
-from ._log import DEFAULT_RETAINED_BYTES, ProcessLog
+from ._log import ProcessLog
 from ._spawn import spawn
 from ._util import open_service_nursery
 
@@ -134,19 +136,7 @@ class LocalBackend(ExecBackend):
         await self.aclose()
 
     def open_process(
-        self,
-        argv: Sequence[Arg],
-        *,
-        cwd: str | os.PathLike[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        tty: bool = False,
-        pipe_stdin: bool = False,
-        arg0: str | None = None,
-        process_id: str | None = None,
-        grace: float = DEFAULT_GRACE,
-        retain_bytes: int = DEFAULT_RETAINED_BYTES,
-        extra_env: Mapping[str, str] | None = None,
-        window: tuple[int, int] | None = None,
+        self, argv: Sequence[Arg], **options: Unpack[ProcessOptions]
     ) -> AbstractAsyncContextManager[LocalProcess]:
         """See :meth:`ExecBackend.open_process`. Also raises ValueError for a process id
         that is already open on this backend.
@@ -154,25 +144,28 @@ class LocalBackend(ExecBackend):
         Without ``env``, the child inherits ``os.environ`` as it is when this is called
         (plus ``extra_env``); without ``cwd``, this process's working directory.
         """
+        opts = process_options(options)
         args = check_argv(argv)
-        check_seconds("grace", grace)
+        check_seconds("grace", opts["grace"])
+        arg0 = opts["arg0"]
         if arg0 is not None and (not isinstance(arg0, str) or "\0" in arg0):
             raise ValueError("arg0 must be a str without NUL")
-        size = check_window(window, tty)
+        size = check_window(opts["window"], opts["tty"])
+        env, extra_env = opts["env"], opts["extra_env"]
         child_env = None if env is None else check_env(env)
         if extra_env is not None:
             child_env = {**(os.environ if child_env is None else child_env)}
             child_env.update(check_env(extra_env))
         return self._open(
             args,
-            cwd=cwd,
+            cwd=opts["cwd"],
             env=child_env,
-            tty=tty,
-            pipe_stdin=pipe_stdin,
+            tty=opts["tty"],
+            pipe_stdin=opts["pipe_stdin"],
             arg0=arg0,
-            process_id=process_id,
-            grace=grace,
-            log=ProcessLog(retain_bytes=retain_bytes),
+            process_id=opts["process_id"],
+            grace=opts["grace"],
+            log=ProcessLog(retain_bytes=opts["retain_bytes"]),
             window=size,
         )
 
@@ -223,33 +216,11 @@ class LocalBackend(ExecBackend):
 
 
 def open_process(
-    argv: Sequence[Arg],
-    *,
-    cwd: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    tty: bool = False,
-    pipe_stdin: bool = False,
-    arg0: str | None = None,
-    process_id: str | None = None,
-    grace: float = DEFAULT_GRACE,
-    retain_bytes: int = DEFAULT_RETAINED_BYTES,
-    extra_env: Mapping[str, str] | None = None,
-    window: tuple[int, int] | None = None,
+    argv: Sequence[Arg], **options: Unpack[ProcessOptions]
 ) -> AbstractAsyncContextManager[LocalProcess]:
     """Open a process session on this machine: ``LocalBackend().open_process(...)``.
 
-    See :meth:`ExecBackend.open_process` for the arguments, errors and cancellation.
+    See :meth:`ExecBackend.open_process` for the arguments, errors and cancellation, and
+    :class:`ProcessOptions` for the options.
     """
-    return LocalBackend().open_process(
-        argv,
-        cwd=cwd,
-        env=env,
-        tty=tty,
-        pipe_stdin=pipe_stdin,
-        arg0=arg0,
-        process_id=process_id,
-        grace=grace,
-        retain_bytes=retain_bytes,
-        extra_env=extra_env,
-        window=window,
-    )
+    return LocalBackend().open_process(argv, **options)

@@ -48,7 +48,8 @@ async def run_process(
         input: bytes to write to stdin, which is then closed. None gives the child
             ``/dev/null`` as stdin.
         check: raise :class:`CalledProcessError` on a non-zero exit code.
-        argv, cwd, env, tty, grace: as for :meth:`ExecBackend.open_process`.
+        argv: as for :meth:`ExecBackend.open_process`.
+        cwd, env, tty, grace: the options of the same names, see :class:`ProcessOptions`.
 
     Raises:
         CalledProcessError: ``check`` is true and the exit code is not 0.

@@ -11,11 +11,13 @@ listed in :data:`LAZY_CYCLE_EDGES`, each of which must still close one.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
 import trio_exec
+from trio_exec._backend import _OPTION_DEFAULTS, ProcessOptions
 
 PACKAGE_DIR: Final = Path(trio_exec.__file__).parent
 MAX_MODULE_LINES: Final = 500
@@ -179,3 +181,25 @@ def test_module_sizes() -> None:
     oversize = {name for name, lines in sizes.items() if lines > MAX_MODULE_LINES}
     assert oversize - OVERSIZE_MODULES == set(), "new modules over the limit"
     assert OVERSIZE_MODULES - oversize == set(), "now within the limit: drop from the list"
+
+
+def test_open_process_options_are_declared_once() -> None:
+    """Every ``open_process`` takes ``argv`` and the options of :class:`ProcessOptions`."""
+    functions: list[Callable[..., object]] = [
+        trio_exec.ExecBackend.open_process,
+        trio_exec.LocalBackend.open_process,
+        trio_exec.RemoteBackend.open_process,
+        trio_exec.open_process,
+    ]
+    for function in functions:
+        parameters = [
+            (p.name, p.kind, p.annotation)
+            for p in inspect.signature(function).parameters.values()
+            if p.name != "self"
+        ]
+        assert parameters == [
+            ("argv", inspect.Parameter.POSITIONAL_OR_KEYWORD, "Sequence[Arg]"),
+            ("options", inspect.Parameter.VAR_KEYWORD, "Unpack[ProcessOptions]"),
+        ], function.__qualname__
+    assert set(_OPTION_DEFAULTS) == ProcessOptions.__optional_keys__
+    assert not ProcessOptions.__required_keys__
