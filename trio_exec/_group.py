@@ -16,6 +16,7 @@ in uninterruptible sleep (a hung NFS read, say): such a process may outlive the 
 
 
 def killpg(pgid: int, sig: int) -> None:
+    """Send ``sig`` to process group ``pgid``; a group that is gone (or not ours) is ignored."""
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):

@@ -45,6 +45,7 @@ class Pump:
         self._reading = trio.CancelScope()
 
     async def run(self) -> None:
+        """Read the descriptor into the log until end of file or :meth:`stop`."""
         with self._reading:
             await self._read_to_eof()
         self.at_eof.set()
