@@ -6,14 +6,7 @@ iterate over ``proc.events``. See the README for a tour.
 
 from __future__ import annotations
 
-from ._backend import (
-    DEFAULT_GRACE,
-    CompletedProcess,
-    ExecBackend,
-    ExecProcess,
-    ProcessStatistics,
-    run_process,
-)
+from ._backend import DEFAULT_GRACE, ExecBackend, ExecProcess, ProcessOptions, ProcessStatistics
 from ._command import CommandStderr, connect_command
 from ._errors import (
     CalledProcessError,
@@ -41,8 +34,9 @@ from ._events import (
     signal_name,
 )
 from ._local import LocalBackend, LocalProcess, open_process
+from ._log import DEFAULT_RETAINED_BYTES
 from ._remote import RemoteBackend, RemoteProcess, connect, open_remote_backend
-from ._retained import DEFAULT_RETAINED_BYTES
+from ._run import CompletedProcess, run_process
 from ._server import ExecServer, serve_stdio, serve_websocket
 from ._stream import LineReader, LineTooLongError, ProcessStream, StderrSink, open_stream
 from ._supervisor import (
@@ -90,6 +84,7 @@ __all__ = [
     "OutputLine",
     "OutputStream",
     "ProcessId",
+    "ProcessOptions",
     "ProcessStatistics",
     "ProcessStream",
     "ProtocolError",

@@ -1,7 +1,7 @@
-"""The backend interface, the process session shared by every backend, and ``run_process``.
+"""The backend interface and the process session shared by every backend.
 
 An :class:`ExecBackend` opens :class:`ExecProcess` sessions. The session's events live
-in a :class:`~trio_exec._retained.ProcessLog`; a backend only has to feed that log and
+in a :class:`~trio_exec._log.ProcessLog`; a backend only has to feed that log and
 implement the few operations that touch the child (write, signal, terminate, ...).
 
 Checkpoints
@@ -24,26 +24,23 @@ import os
 import signal as _signal
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias, TypedDict, Unpack
 
 import attrs
 import trio
 
-from ._errors import CalledProcessError
-from ._events import Closed, Event, Exited, Failed, Output, OutputStream, ReadResult, WriteStatus
-from ._retained import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
-from ._util import open_service_nursery
+from ._events import Closed, Event, OutputStream, ReadResult, WriteStatus
+from ._log import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
 
 if TYPE_CHECKING:
     from ._stream import ProcessStream, StderrSink
 
 __all__ = [
     "DEFAULT_GRACE",
-    "CompletedProcess",
     "ExecBackend",
     "ExecProcess",
+    "ProcessOptions",
     "ProcessStatistics",
-    "run_process",
 ]
 
 DEFAULT_GRACE: Final = 5.0
@@ -60,24 +57,81 @@ def new_process_id() -> str:
     return f"proc-{os.getpid()}-{next(_process_ids)}"
 
 
+class ProcessOptions(TypedDict, total=False):
+    """The keyword options of ``open_process``, declared once for every backend.
+
+    :meth:`ExecBackend.open_process`, its overrides and :func:`open_process` take them as
+    keyword arguments (``open_process(argv, cwd="/srv", tty=True)``); each is optional,
+    with the default given below. The defaults are the side's that runs the child, as with
+    ``ssh``, ``docker exec`` and ``kubectl exec``: without ``cwd`` and ``env``, a child of
+    a remote backend runs in the server's working directory with the server's
+    environment, never the client's.
+    """
+
+    cwd: str | os.PathLike[str] | None
+    """The working directory (default None: the backend's: this process's for a
+    :class:`LocalBackend`, the server's for a :class:`RemoteBackend`)."""
+    env: Mapping[str, str] | None
+    """The child's exact environment (default None: the backend's environment, inherited
+    whole)."""
+    tty: bool
+    """Run the child on a pseudo-terminal (24x80 unless ``window``); its stdout and stderr
+    are then merged into :attr:`OutputStream.PTY` and stdin is the terminal (default
+    False)."""
+    pipe_stdin: bool
+    """Give a non-tty child a writable stdin pipe (default False: ``/dev/null``)."""
+    arg0: str | None
+    """What the child sees as ``argv[0]`` (default None: ``argv[0]``)."""
+    process_id: str | None
+    """The session's id (default None: generated)."""
+    grace: float
+    """When the block is left with the child running, seconds between SIGTERM and SIGKILL
+    to its process group (default :data:`DEFAULT_GRACE`)."""
+    retain_bytes: int
+    """Bound on retained output, see :class:`~trio_exec._log.ProcessLog` (default
+    :data:`DEFAULT_RETAINED_BYTES`)."""
+    extra_env: Mapping[str, str] | None
+    """Variables added to the child's environment, over ``env`` when it is given, else
+    over the backend's environment (so ``extra_env={"K": "V"}`` is the backend's
+    environment plus ``K``; default None)."""
+    window: tuple[int, int] | None
+    """``(rows, cols)`` of the terminal from the start, each 1..65535; needs
+    ``tty=True``. The child never sees another size first (unlike a
+    :meth:`~ExecProcess.resize` after the start, which races the child). Default None."""
+
+
+_OPTION_DEFAULTS: Final[ProcessOptions] = {
+    "cwd": None,
+    "env": None,
+    "tty": False,
+    "pipe_stdin": False,
+    "arg0": None,
+    "process_id": None,
+    "grace": DEFAULT_GRACE,
+    "retain_bytes": DEFAULT_RETAINED_BYTES,
+    "extra_env": None,
+    "window": None,
+}
+
+
+def process_options(options: ProcessOptions) -> ProcessOptions:
+    """Return the options given to ``open_process`` with every default filled in.
+
+    Raises:
+        TypeError: an unknown option, as Python raises for an unexpected keyword argument.
+    """
+    for name in options:
+        if name not in _OPTION_DEFAULTS:
+            raise TypeError(f"open_process() got an unexpected keyword argument {name!r}")
+    return {**_OPTION_DEFAULTS, **options}
+
+
 class ExecBackend(abc.ABC):
     """Where processes run: :class:`LocalBackend` here, :class:`RemoteBackend` on a server."""
 
     @abc.abstractmethod
     def open_process(
-        self,
-        argv: Sequence[Arg],
-        *,
-        cwd: str | os.PathLike[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        tty: bool = False,
-        pipe_stdin: bool = False,
-        arg0: str | None = None,
-        process_id: str | None = None,
-        grace: float = DEFAULT_GRACE,
-        retain_bytes: int = DEFAULT_RETAINED_BYTES,
-        extra_env: Mapping[str, str] | None = None,
-        window: tuple[int, int] | None = None,
+        self, argv: Sequence[Arg], **options: Unpack[ProcessOptions]
     ) -> AbstractAsyncContextManager[ExecProcess]:
         """Start ``argv`` and return an async context manager that owns the session.
 
@@ -89,25 +143,9 @@ class ExecBackend(abc.ABC):
         Args:
             argv: the program and its arguments (str, bytes or path-like, as for
                 :mod:`subprocess`); ``argv[0]`` is looked up in ``PATH``.
-            cwd: the working directory (default: the backend's: this process's for a
-                :class:`LocalBackend`, the server's for a :class:`RemoteBackend`).
-            env: the child's exact environment (default: the backend's environment,
-                inherited whole).
-            tty: run the child on a pseudo-terminal (24x80 unless ``window``); its
-                stdout and stderr are then merged into :attr:`OutputStream.PTY` and stdin
-                is the terminal.
-            pipe_stdin: give a non-tty child a writable stdin pipe (else ``/dev/null``).
-            arg0: what the child sees as ``argv[0]`` (default ``argv[0]``).
-            process_id: the session's id (default: generated).
-            grace: when the block is left with the child running, seconds between
-                SIGTERM and SIGKILL to its process group.
-            retain_bytes: bound on retained output, see :class:`ProcessLog`.
-            extra_env: variables added to the child's environment, over ``env`` when it
-                is given, else over the backend's environment (so ``extra_env={"K": "V"}``
-                is the backend's environment plus ``K``).
-            window: ``(rows, cols)`` of the terminal from the start, each 1..65535; needs
-                ``tty=True``. The child never sees another size first (unlike a
-                :meth:`~ExecProcess.resize` after the start, which races the child).
+            options: keyword options, each optional: ``cwd``, ``env``, ``tty``,
+                ``pipe_stdin``, ``arg0``, ``process_id``, ``grace``, ``retain_bytes``,
+                ``extra_env``, ``window``; see :class:`ProcessOptions`.
 
         Raises:
             SpawnError: the program could not be started; ``filename`` names the program
@@ -116,7 +154,7 @@ class ExecBackend(abc.ABC):
                 :class:`PermissionError` (EACCES, EPERM), :class:`NotADirectoryError`
                 (ENOTDIR) or :class:`IsADirectoryError` (EISDIR).
             ValueError: bad arguments (empty ``argv``, ``window`` without ``tty``, ...).
-            TypeError: an argument of the wrong type.
+            TypeError: an argument of the wrong type, or an unknown option.
 
         These are raised as themselves, never in an exception group; so is an exception
         of the block.
@@ -429,98 +467,3 @@ def check_argv(argv: Sequence[Arg], *, text: bool = False) -> list[str]:
                 ) from None
         args.append(arg)
     return args
-
-
-@attrs.frozen(kw_only=True)
-class CompletedProcess:
-    """What :func:`run_process` returns."""
-
-    argv: tuple[str, ...]
-    """The command that ran."""
-    exit_code: int
-    """Its exit code (``128 + N`` when signal N ended it)."""
-    stdout: bytes
-    """Everything written to stdout (or to the terminal when ``tty=True``)."""
-    stderr: bytes
-    """Everything written to stderr (empty when ``tty=True``)."""
-
-
-async def run_process(
-    argv: Sequence[Arg],
-    *,
-    backend: ExecBackend | None = None,
-    input: bytes | None = None,
-    check: bool = True,
-    cwd: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    tty: bool = False,
-    grace: float = DEFAULT_GRACE,
-) -> CompletedProcess:
-    """Run ``argv`` to completion and return its exit code and output.
-
-    Args:
-        backend: where to run (default: a :class:`LocalBackend`).
-        input: bytes to write to stdin, which is then closed. None gives the child
-            ``/dev/null`` as stdin.
-        check: raise :class:`CalledProcessError` on a non-zero exit code.
-        argv, cwd, env, tty, grace: as for :meth:`ExecBackend.open_process`.
-
-    Raises:
-        CalledProcessError: ``check`` is true and the exit code is not 0.
-        SpawnError: the program could not be started; as for :class:`OSError`, a missing
-            program or directory is also a :class:`FileNotFoundError`, one that cannot
-            be executed or entered a :class:`PermissionError`, and so on.
-        TypeError, ValueError: bad arguments, raised before anything is started.
-        ConnectionLost: a remote session broke.
-
-    Each comes as itself, never wrapped in an exception group.
-
-    The whole output is kept in memory, like :func:`subprocess.run`.
-
-    **Cancellation:** the child is terminated (SIGTERM, SIGKILL after ``grace``) and reaped
-    before Cancelled propagates; its output is lost.
-    """
-    args = check_argv(argv)
-    if input is not None and not isinstance(input, bytes | bytearray | memoryview):
-        raise TypeError(f"input must be bytes or None, not {type(input).__name__}")
-    if backend is None:
-        from ._local import LocalBackend
-
-        backend = LocalBackend()
-    elif not isinstance(backend, ExecBackend):
-        raise TypeError(f"backend must be an ExecBackend, not {type(backend).__name__}")
-    out: dict[OutputStream, list[bytes]] = {stream: [] for stream in OutputStream}
-    async with backend.open_process(
-        args, cwd=cwd, env=env, tty=tty, pipe_stdin=input is not None and not tty, grace=grace
-    ) as proc:
-        events = proc.events
-        async with open_service_nursery() as nursery:
-            if input is not None:
-                nursery.start_soon(_feed, proc, input)
-            async for event in events:
-                match event:
-                    case Output(stream=stream, data=data):
-                        out[stream].append(data)
-                    case Exited() | Closed():
-                        pass
-                    case Failed(message=message):
-                        from ._errors import ConnectionLost
-
-                        raise ConnectionLost(message)
-        exit_code = await proc.wait()
-    stdout = b"".join(out[OutputStream.STDOUT] + out[OutputStream.PTY])
-    stderr = b"".join(out[OutputStream.STDERR])
-    if check and exit_code != 0:
-        raise CalledProcessError(args, exit_code, stdout, stderr)
-    return CompletedProcess(argv=tuple(args), exit_code=exit_code, stdout=stdout, stderr=stderr)
-
-
-async def _feed(proc: ExecProcess, data: bytes) -> None:
-    from ._errors import ConnectionLost
-
-    try:
-        if data:
-            await proc.write(data)
-        await proc.close_stdin()
-    except ConnectionLost:
-        pass  # the session broke: its events end with Failed, raised by run_process once

@@ -23,7 +23,7 @@ from ._backend import ExecBackend, ExecProcess
 from ._errors import TrioExecError, UnsupportedOperation
 from ._events import Closed, Event, Exited, Failed, Output, OutputStream
 from ._local import LocalBackend
-from ._retained import DEFAULT_RETAINED_BYTES
+from ._log import DEFAULT_RETAINED_BYTES
 from ._server import (
     MAX_IN_FLIGHT_REQUESTS,
     MAX_PROCESSES_PER_SESSION,

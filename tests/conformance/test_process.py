@@ -283,6 +283,13 @@ async def test_bad_argv_is_rejected(
     assert type(info.value) is error
 
 
+async def test_an_unknown_option_is_rejected(backend: tx.ExecBackend) -> None:
+    """A misspelled option is a TypeError, as for any function, never ignored."""
+    with pytest.raises(TypeError, match="unexpected keyword argument 'ttty'"):
+        backend.open_process(["true"], ttty=True)  # type: ignore[call-arg]
+    await trio.lowlevel.checkpoint()
+
+
 async def test_cwd_env_and_arg0(backend: tx.ExecBackend, tmp_path: Path) -> None:
     script = 'printf "%s|%s|%s" "$PWD" "$ONLY" "$0"'
     env = {"ONLY": "value", "PATH": os.environ["PATH"]}

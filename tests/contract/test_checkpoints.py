@@ -18,7 +18,7 @@ from typing import Final
 import trio
 
 import trio_exec as tx
-from trio_exec._retained import EventSubscription
+from trio_exec._log import EventSubscription
 from trio_exec._transport import memory_transport_pair
 
 from ..checkpoints import BLOCK, CheckpointRecorder, check_all, public_coroutine_functions

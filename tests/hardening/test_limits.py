@@ -12,8 +12,8 @@ import trio
 import trio_websocket
 
 import trio_exec as tx
+from trio_exec._log import DEFAULT_RETAINED_BYTES
 from trio_exec._protocol import WIRE_INT_MAX
-from trio_exec._retained import DEFAULT_RETAINED_BYTES
 from trio_exec._server import (
     MAX_IN_FLIGHT_REQUESTS,
     MAX_PROCESSES_PER_SESSION,

@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from trio_exec import Closed, Exited, Failed, Output, OutputStream
-from trio_exec._retained import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
+from trio_exec._log import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
 
 STDOUT = OutputStream.STDOUT
 STDERR = OutputStream.STDERR

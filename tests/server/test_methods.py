@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import trio
 
+from trio_exec._log import DEFAULT_RETAINED_BYTES
 from trio_exec._protocol import path_to_file_uri
-from trio_exec._retained import DEFAULT_RETAINED_BYTES
 from trio_exec._server import WRITE_ID_MEMORY, ExecServer, _policy_env, _RecentIds
 
 from .helpers import (

@@ -12,8 +12,8 @@ import trio
 import trio.testing
 
 import trio_exec as tx
+from trio_exec._log import DEFAULT_RETAINED_BYTES
 from trio_exec._remote import RemoteBackend, connect
-from trio_exec._retained import DEFAULT_RETAINED_BYTES
 from trio_exec._server import serve_websocket
 from trio_exec._stream import (
     STDERR_LINE_BYTES,

@@ -12,7 +12,7 @@ One connection to an exec server (``trio-exec serve`` or the reference ``codex e
   is routed by ``processId`` to its process, and an unexpected request from the server is
   answered with a -32601 error;
 * one **publisher** per process, which moves the process's ordered events into its
-  :class:`~trio_exec._retained.ProcessLog`.
+  :class:`~trio_exec._log.ProcessLog`.
 
 These tasks are shielded from a cancellation of the scope around the backend block until
 that block is left: the process blocks inside it shut down (shielded) through a working
@@ -34,7 +34,7 @@ and unknown notification methods are ignored.
 
 Backpressure. The publisher appends output the way a local pump does: it waits while a
 subscription that wants the chunk's stream is ``retain_bytes`` behind (a subscription to
-stdout only never holds back stderr, see :class:`~trio_exec._retained.ProcessLog`).
+stdout only never holds back stderr, see :class:`~trio_exec._log.ProcessLog`).
 Ordered events wait for it in a queue; when the queues of a connection hold more than
 :data:`READ_AHEAD_BYTES` of output, the reader stops reading, which holds back the
 server and, through it, the child. Memory stays bounded and no output is lost, however

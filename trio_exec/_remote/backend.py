@@ -4,24 +4,26 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Final
+from typing import Final, Unpack
 
 import attrs
 import trio
 
 from .._backend import (
-    DEFAULT_GRACE,
     Arg,
     ExecBackend,
+    ProcessOptions,
     check_argv,
     check_env,
     check_seconds,
     check_window,
     new_process_id,
+    process_options,
 )
 from .._errors import ConnectionLost, RemoteError, UnsupportedOperation
+from .._log import ProcessLog
 from .._protocol import (
     EnvironmentInfo,
     Extension,
@@ -30,7 +32,6 @@ from .._protocol import (
     WindowSize,
     path_to_file_uri,
 )
-from .._retained import DEFAULT_RETAINED_BYTES, ProcessLog
 from .errors import _start_error
 from .process import SHUTDOWN_TIMEOUT, RemoteProcess
 from .resume import _Connector, _Resuming
@@ -163,19 +164,7 @@ class RemoteBackend(_Resuming, ExecBackend):
     # -- processes -------------------------------------------------------------------------
 
     def open_process(
-        self,
-        argv: Sequence[Arg],
-        *,
-        cwd: str | os.PathLike[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        tty: bool = False,
-        pipe_stdin: bool = False,
-        arg0: str | None = None,
-        process_id: str | None = None,
-        grace: float = DEFAULT_GRACE,
-        retain_bytes: int = DEFAULT_RETAINED_BYTES,
-        extra_env: Mapping[str, str] | None = None,
-        window: tuple[int, int] | None = None,
+        self, argv: Sequence[Arg], **options: Unpack[ProcessOptions]
     ) -> AbstractAsyncContextManager[RemoteProcess]:
         """See :meth:`ExecBackend.open_process`. Differences on a remote server:
 
@@ -235,6 +224,10 @@ class RemoteBackend(_Resuming, ExecBackend):
         :data:`SHUTDOWN_TIMEOUT` seconds) for the start to finish and terminates the
         process.
         """
+        opts = process_options(options)
+        cwd, env, tty, pipe_stdin = opts["cwd"], opts["env"], opts["tty"], opts["pipe_stdin"]
+        arg0, process_id, grace = opts["arg0"], opts["process_id"], opts["grace"]
+        extra_env, window = opts["extra_env"], opts["window"]
         args = check_argv(argv, text=True)
         check_seconds("grace", grace)
         if arg0 is not None and (not isinstance(arg0, str) or "\0" in arg0):
@@ -266,7 +259,7 @@ class RemoteBackend(_Resuming, ExecBackend):
         return self._open(
             params,
             grace=grace,
-            log=ProcessLog(retain_bytes=retain_bytes),
+            log=ProcessLog(retain_bytes=opts["retain_bytes"]),
             resize_after_start=resize_after_start,
         )
 

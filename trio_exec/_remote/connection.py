@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 import trio
 
 from .._errors import ConnectionLost
+from .._log import ProcessLog
 from .._protocol import (
     METHOD_NOT_FOUND,
     ClosedNotification,
@@ -29,7 +30,6 @@ from .._protocol import (
     RpcDecodeError,
     decode_notification,
 )
-from .._retained import ProcessLog
 from .route import _Budget, _Route
 from .rpc import CLOSE_TIMEOUT, DISCONNECTED, _RpcClient
 

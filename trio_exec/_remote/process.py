@@ -13,6 +13,7 @@ import trio
 from .._backend import DEFAULT_GRACE, ExecProcess, check_dimensions, check_seconds
 from .._errors import ConnectionLost, TrioExecError, UnsupportedOperation
 from .._events import ReadResult, WriteStatus
+from .._log import ProcessLog
 from .._protocol import (
     CloseStdinParams,
     CloseStdinResult,
@@ -29,7 +30,6 @@ from .._protocol import (
     WriteParams,
     WriteResult,
 )
-from .._retained import ProcessLog
 from .route import _Route
 from .rpc import CLOSE_TIMEOUT
 

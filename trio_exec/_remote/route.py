@@ -1,6 +1,6 @@
 """Ordering and routing of one process's events: the ``seq`` order (reorder buffer,
 duplicates dropped), the splice of a catch-up read after a resume, publishing into the
-process's :class:`~trio_exec._retained.ProcessLog` with backpressure, and the connection's
+process's :class:`~trio_exec._log.ProcessLog` with backpressure, and the connection's
 read-ahead budget (see the package docstring)."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from typing import Final
 import trio
 
 from .._events import ReadResult
+from .._log import ProcessLog
 from .._protocol import (
     ClosedNotification,
     ExitedNotification,
     OutputNotification,
     ProcessNotification,
 )
-from .._retained import ProcessLog
 
 __all__ = ["MAX_REORDER_BYTES", "MAX_REORDER_EVENTS", "READ_AHEAD_BYTES", "_Budget", "_Route"]
 

@@ -40,7 +40,7 @@ connection runs these tasks in one nursery:
   subscription into ``process/output``, ``process/exited`` and ``process/closed``
   notifications once the start response is queued. Notifications of a process are
   therefore sent after its start response and in seq order. The subscription holds back
-  the child when the client reads slowly (see :mod:`trio_exec._retained`): nothing is
+  the child when the client reads slowly (see :mod:`trio_exec._log`): nothing is
   dropped and memory stays bounded.
 
 The **process tasks** belong to the session, in a nursery hosted by the ``_serve`` call of

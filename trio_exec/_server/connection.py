@@ -16,7 +16,7 @@ import trio_websocket
 
 from .._errors import ConnectionLost
 from .._events import Closed, Event, Exited, Failed, Output
-from .._local import READ_CHUNK_BYTES
+from .._log import EventSubscription
 from .._protocol import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -46,7 +46,7 @@ from .._protocol import (
     make_notification,
     make_response,
 )
-from .._retained import EventSubscription
+from .._pump import READ_CHUNK_BYTES
 from .._transport import MessageTransport, StreamTransport, WebSocketTransport
 from .environment import _environment_info
 from .methods import _RpcError, call, start_process
@@ -412,7 +412,7 @@ class _Connection:
         it pins what waits in the outbound queue, at most half of ``retain_bytes``, and
         the last output that the transport took, which may still be in flight (in socket
         buffers) when the connection breaks: at most half of ``retain_bytes``, and little
-        enough that the largest chunk (:data:`~trio_exec._local.READ_CHUNK_BYTES`) still
+        enough that the largest chunk (:data:`~trio_exec._pump.READ_CHUNK_BYTES`) still
         fits beside it.
         """
         assert entry.proc is not None

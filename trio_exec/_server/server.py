@@ -16,7 +16,7 @@ import attrs
 import trio
 
 from .._local import LocalBackend
-from .._retained import DEFAULT_RETAINED_BYTES
+from .._log import DEFAULT_RETAINED_BYTES
 from .._transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
     WEBSOCKET_DISCONNECT_TIMEOUT,

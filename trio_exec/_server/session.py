@@ -19,7 +19,7 @@ import trio
 
 from .._events import WriteStatus
 from .._local import LocalProcess
-from .._retained import EventSubscription
+from .._log import EventSubscription
 
 if TYPE_CHECKING:  # the session names its server and connection; they import it
     from .connection import _Connection

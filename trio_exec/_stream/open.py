@@ -10,7 +10,7 @@ from typing import Final
 
 from .._backend import DEFAULT_GRACE, Arg, ExecBackend, check_seconds
 from .._events import OutputStream
-from .._retained import DEFAULT_RETAINED_BYTES
+from .._log import DEFAULT_RETAINED_BYTES
 from .._util import open_service_nursery
 from .process import DEFAULT_EOF_TIMEOUT, ProcessStream, _subscribe
 from .stderr import StderrSink, _StderrForwarder

@@ -12,7 +12,7 @@ import trio
 from .._backend import DEFAULT_GRACE, ExecProcess, check_seconds
 from .._errors import ConnectionLost, TrioExecError, UnsupportedOperation
 from .._events import Closed, Exited, Failed, Output, OutputStream, WriteStatus
-from .._retained import EventSubscription
+from .._log import EventSubscription
 
 __all__ = [
     "DEFAULT_EOF_TIMEOUT",

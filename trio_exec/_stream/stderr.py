@@ -10,7 +10,7 @@ import trio
 
 from .._events import Output, OutputStream
 from .._lines import LineSplitter, TooLong
-from .._retained import EventSubscription
+from .._log import EventSubscription
 
 __all__ = [
     "STDERR_LINE_BYTES",

@@ -1,4 +1,4 @@
-"""The sequenced event log of one process.
+"""The sequenced event log of one process: seq cursor, byte bound, replay, subscriptions.
 
 Theory of operation
 -------------------
@@ -77,13 +77,14 @@ Rules
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Iterator
 from typing import Final
 
 import trio
 
-from ._events import Closed, Event, Exited, Failed, Output, OutputStream, ReadResult
+from ._chunks import ALL_STREAMS, StreamChunks, check_streams
+from ._events import Closed, Exited, Output, OutputStream, ReadResult
+from ._subscription import EventSubscription
 
 __all__ = ["ALL_STREAMS", "DEFAULT_RETAINED_BYTES", "EventSubscription", "ProcessLog"]
 
@@ -92,71 +93,6 @@ DEFAULT_RETAINED_BYTES: Final = 1024 * 1024
 
 The same as the reference server's per-process retention.
 """
-
-ALL_STREAMS: Final = frozenset(OutputStream)
-"""The streams a subscription wants by default: stdout, stderr and pty."""
-
-_COMPACT_AFTER: Final = 64
-"""A stream's list drops its evicted head once more than this many chunks (and half of
-the list) were evicted."""
-
-
-def _check_streams(streams: Iterable[OutputStream] | None) -> frozenset[OutputStream]:
-    """Validate the ``streams`` argument of a subscription; None means every stream."""
-    if streams is None:
-        return ALL_STREAMS
-    if isinstance(streams, OutputStream | str | bytes):
-        raise TypeError(
-            f"streams must be a collection of OutputStream, such as {{OutputStream.STDERR}}, "
-            f"not {streams!r}"
-        )
-    wanted = frozenset(streams)
-    for stream in wanted:
-        if not isinstance(stream, OutputStream):
-            raise TypeError(f"streams must contain OutputStream members, not {stream!r}")
-    return wanted
-
-
-class _StreamChunks:
-    """The retained chunks of one stream, oldest first, with running byte offsets."""
-
-    def __init__(self) -> None:
-        self.chunks: list[Output] = []
-        self.seqs: list[int] = []
-        self.offsets: list[int] = []  # bytes of this stream appended before each chunk
-        self.start = 0  # index of the oldest retained chunk
-        self.appended = 0  # bytes of this stream ever appended
-        self.evicted_through = 0  # seq of the last evicted chunk of this stream
-
-    @property
-    def head(self) -> Output | None:
-        return self.chunks[self.start] if self.start < len(self.chunks) else None
-
-    def append(self, chunk: Output) -> None:
-        self.chunks.append(chunk)
-        self.seqs.append(chunk.seq)
-        self.offsets.append(self.appended)
-        self.appended += len(chunk.data)
-
-    def pop_head(self) -> Output:
-        chunk = self.chunks[self.start]
-        self.evicted_through = chunk.seq
-        self.start += 1
-        if self.start > _COMPACT_AFTER and self.start * 2 > len(self.chunks):
-            del self.chunks[: self.start]
-            del self.seqs[: self.start]
-            del self.offsets[: self.start]
-            self.start = 0
-        return chunk
-
-    def index_at(self, seq: int) -> int:
-        """The index of the first retained chunk with a seq >= ``seq``."""
-        return bisect.bisect_left(self.seqs, seq, lo=self.start)
-
-    def bytes_from(self, seq: int) -> int:
-        """Retained bytes of the chunks with a seq >= ``seq``."""
-        index = self.index_at(seq)
-        return self.appended - self.offsets[index] if index < len(self.chunks) else 0
 
 
 class ProcessLog:
@@ -173,7 +109,7 @@ class ProcessLog:
         if retain_bytes < 0:
             raise ValueError(f"retain_bytes must be >= 0, not {retain_bytes}")
         self.retain_bytes: Final = retain_bytes
-        self._streams: dict[OutputStream, _StreamChunks] = {}
+        self._streams: dict[OutputStream, StreamChunks] = {}
         self._bytes = 0
         self._next_seq = 1
         self._evicted_through = 0
@@ -287,7 +223,7 @@ class ProcessLog:
         self._evict(len(data), respect_pins=respect_pins)
         chunks = self._streams.get(stream)
         if chunks is None:
-            chunks = self._streams[stream] = _StreamChunks()
+            chunks = self._streams[stream] = StreamChunks()
         chunks.append(event)
         self._bytes += len(data)
         self._changed.unpark_all()
@@ -375,7 +311,7 @@ class ProcessLog:
             return
         pins = self._pins() if respect_pins else None
         while self._bytes + incoming > self.retain_bytes:
-            oldest: _StreamChunks | None = None
+            oldest: StreamChunks | None = None
             oldest_seq = self._next_seq
             for stream, chunks in self._streams.items():
                 head = chunks.head
@@ -425,7 +361,7 @@ class ProcessLog:
 
     def _merged(self, low: int) -> Iterator[Output]:
         """The retained chunks with a seq >= ``low``, of every stream, in seq order."""
-        heads: list[tuple[_StreamChunks, int]] = []
+        heads: list[tuple[StreamChunks, int]] = []
         for chunks in self._streams.values():
             index = chunks.index_at(low)
             if index < len(chunks.chunks):
@@ -524,7 +460,7 @@ class ProcessLog:
         Raises:
             TypeError: ``streams`` is not a collection of :class:`OutputStream`.
         """
-        wanted = _check_streams(streams)
+        wanted = check_streams(streams)
         start = self.first_whole_seq(wanted) if from_seq is None else max(from_seq, 1)
         subscription = EventSubscription(self, start, wanted)
         if not subscription.done:
@@ -540,117 +476,3 @@ class ProcessLog:
     def _unsubscribe(self, subscription: EventSubscription) -> None:
         self._subscriptions.discard(subscription)
         self._space.unpark_all()
-
-
-class EventSubscription(trio.abc.ReceiveChannel[Event]):
-    """A cursor over a :class:`ProcessLog`, as a trio receive channel.
-
-    ``receive`` returns the events in seq order: ``Output*`` (of the streams it wants),
-    ``Exited``, more output of grandchildren maybe, then ``Closed`` (or ``Failed``),
-    after which it raises :class:`trio.EndOfChannel`. Until it is closed or has passed
-    ``Closed``, the subscription holds back eviction of the output of its streams that
-    it has not received, so a slow consumer slows the child's writes to those streams
-    instead of losing output; the other streams flow regardless.
-    """
-
-    def __init__(
-        self, log: ProcessLog, cursor: int, streams: frozenset[OutputStream] = ALL_STREAMS
-    ) -> None:
-        self._log = log
-        self.cursor = cursor
-        """The seq of the next event this subscription will return."""
-        self.streams: Final = streams
-        """The output streams this subscription receives and holds back."""
-        self._receiving = False
-        self._aclosed = False
-        self.done = False
-        """True once Closed or Failed was returned."""
-
-    async def receive(self) -> Event:
-        """Return the next event, waiting for it if needed.
-
-        Raises:
-            trio.EndOfChannel: after Closed or Failed was returned.
-            trio.ClosedResourceError: if this subscription was closed.
-            trio.BusyResourceError: if another task is receiving on it.
-
-        **Cancellation:** no event is consumed by a cancelled receive.
-        """
-        if self._aclosed:
-            await trio.lowlevel.checkpoint()
-            raise trio.ClosedResourceError("the subscription was closed")
-        if self._receiving:
-            raise trio.BusyResourceError("another task is receiving on this subscription")
-        self._receiving = True
-        try:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            while True:
-                if self._aclosed:
-                    raise trio.ClosedResourceError("the subscription was closed")
-                if self.done:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                    raise trio.EndOfChannel
-                event = self._log.event_at(self.cursor, self.streams)
-                if event is not None:
-                    # A late subscriber whose cursor fell into evicted history just
-                    # resumes where its streams are whole again.
-                    self.cursor = event.seq + 1
-                    if isinstance(event, Closed):
-                        self._finish()
-                    else:
-                        self._log._advanced(self)
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                    return event
-                failure = self._log.failure
-                if failure is not None:
-                    self._finish()
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                    return Failed(message=failure)
-                await self._log.wait_changed()
-        finally:
-            self._receiving = False
-
-    def receive_nowait(self) -> Event:
-        """Return the next event if there is one, else raise :class:`trio.WouldBlock`."""
-        if self._aclosed:
-            raise trio.ClosedResourceError("the subscription was closed")
-        if self.done:
-            raise trio.EndOfChannel
-        event = self._log.event_at(self.cursor, self.streams)
-        if event is not None:
-            self.cursor = event.seq + 1
-            if isinstance(event, Closed):
-                self._finish()
-            else:
-                self._log._advanced(self)
-            return event
-        if self._log.failure is not None:
-            self._finish()
-            return Failed(message=self._log.failure)
-        raise trio.WouldBlock
-
-    def _effective_cursor(self) -> int:
-        """The lowest seq this subscription can still receive output at."""
-        return max(self.cursor, self._log.first_whole_seq(self.streams))
-
-    def _finish(self) -> None:
-        self.done = True
-        self._log._unsubscribe(self)
-
-    def close(self) -> None:
-        """Stop receiving and release the hold on the log, synchronously.
-
-        A task blocked in :meth:`receive` on this subscription wakes up with
-        :class:`trio.ClosedResourceError`.
-        """
-        self._aclosed = True
-        self._log._unsubscribe(self)
-        self._log._wake_receivers()
-
-    async def aclose(self) -> None:
-        """Stop receiving and release the hold on the log.
-
-        **Cancellation:** the subscription is closed even if this is cancelled.
-        """
-        self.close()
-        await trio.lowlevel.checkpoint()

@@ -1,0 +1,70 @@
+"""Process groups: signalling a child's group and waiting until no member of it is alive."""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+import trio
+
+__all__ = ["GROUP_EXIT_TIMEOUT", "group_exists", "killpg", "live_group_members", "wait_group_gone"]
+
+GROUP_EXIT_TIMEOUT: Final = 5.0
+"""Seconds to wait, after SIGKILL was sent to the group at the end of a session, until no
+process of the group is alive. SIGKILL takes effect at once except for a process stuck
+in uninterruptible sleep (a hung NFS read, say): such a process may outlive the block."""
+
+
+def killpg(pgid: int, sig: int) -> None:
+    """Send ``sig`` to process group ``pgid``; a group that is gone (or not ours) is ignored."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def group_exists(pgid: int) -> bool:
+    """Whether process group ``pgid`` has a member (a zombie counts)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def live_group_members(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is alive (zombies waiting for init are not)."""
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rpartition(b")")[2].split()
+            except OSError:
+                continue
+            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
+
+
+async def wait_group_gone(pgid: int) -> None:
+    """Wait (at most :data:`GROUP_EXIT_TIMEOUT`) until no process of the group is alive.
+
+    Called after SIGKILL was sent to the group and its leader was reaped: the common case
+    (a group that died with its leader) costs one ``killpg(pgid, 0)``; otherwise ``/proc``
+    is scanned for live members.
+    """
+    delay = 0.001
+    with trio.move_on_after(GROUP_EXIT_TIMEOUT):
+        while True:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            if not live_group_members(pgid):
+                return
+            await trio.sleep(delay)
+            delay = min(delay * 2, 0.05)

@@ -1,0 +1,141 @@
+"""Spawning a local child: its pipes or terminal, ``Popen`` in a new session, and the
+mapping of a failed spawn to :class:`~trio_exec.SpawnError`."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+from collections.abc import Callable
+from typing import Final
+
+import attrs
+import trio
+
+from . import _pty
+from ._errors import SpawnError
+from ._events import OutputStream
+from ._keeper import Keeper
+
+__all__ = ["PIPE_BUFFER_BYTES", "Child", "spawn"]
+
+PIPE_BUFFER_BYTES: Final = 1024 * 1024
+"""Kernel buffer asked for each output pipe (Linux ``F_SETPIPE_SZ``; the default is 64 KiB).
+A larger buffer lets the child run ahead of a busy event loop between reads; it counts
+toward the bound on memory held for a paused consumer."""
+
+
+def grow_pipe(fd: int) -> None:
+    """Ask for a :data:`PIPE_BUFFER_BYTES` pipe buffer: fewer wake-ups for a chatty child."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BUFFER_BYTES)
+    except OSError:  # above /proc/sys/fs/pipe-max-size for an unprivileged user
+        pass
+
+
+@attrs.define(kw_only=True)
+class Child:
+    """What spawning gives: the Popen object and the parent's ends."""
+
+    popen: subprocess.Popen[bytes]
+    outputs: list[tuple[OutputStream, int]]
+    stdin: trio.lowlevel.FdStream | None
+    master: int | None
+
+
+async def spawn(
+    args: list[str],
+    *,
+    cwd: str | os.PathLike[str] | None,
+    env: dict[str, str] | None,
+    tty: bool,
+    pipe_stdin: bool,
+    arg0: str | None,
+    window: tuple[int, int] | None = None,
+    keeper: Keeper | None = None,
+) -> Child:
+    """Start the child in a new session with its pipes or terminal.
+
+    A terminal gets its size (``window``, else 24x80) before the child is forked, so the
+    child never sees another one. With a ``keeper``, the worker thread starts it if
+    needed before the spawn and registers the child's group right after it.
+
+    **Cancellation:** spawning runs to completion in a worker thread; the caller owns the
+    child as soon as this returns.
+    """
+    child_fds: list[int] = []
+    parent_fds: list[int] = []
+    outputs: list[tuple[OutputStream, int]] = []
+    preexec: Callable[[], None] | None = None
+    stdin_w: int | None = None
+    master: int | None = None
+    try:
+        if tty:
+            rows, cols = window or (_pty.DEFAULT_ROWS, _pty.DEFAULT_COLS)
+            master, slave = _pty.open_pty(rows, cols)
+            parent_fds.append(master)
+            child_fds.append(slave)
+            stdin: int = slave
+            stdout = stderr = slave
+            preexec = _pty.make_controlling_terminal
+            outputs.append((OutputStream.PTY, os.dup(master)))
+            parent_fds.append(outputs[-1][1])
+            stdin_w = os.dup(master)
+        else:
+            out_r, stdout = os.pipe()
+            parent_fds.append(out_r)
+            child_fds.append(stdout)
+            err_r, stderr = os.pipe()
+            parent_fds.append(err_r)
+            child_fds.append(stderr)
+            outputs += [(OutputStream.STDOUT, out_r), (OutputStream.STDERR, err_r)]
+            if pipe_stdin:
+                stdin, stdin_w = os.pipe()
+                child_fds.append(stdin)
+            else:
+                stdin = subprocess.DEVNULL
+        if stdin_w is not None:
+            parent_fds.append(stdin_w)
+        command = args if arg0 is None else [arg0, *args[1:]]
+
+        def popen() -> subprocess.Popen[bytes]:
+            if keeper is not None:
+                keeper.start()
+            child = subprocess.Popen(
+                command,
+                executable=None if arg0 is None else args[0],
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+                preexec_fn=preexec,
+            )
+            if keeper is not None:
+                keeper.register(child.pid)
+            return child
+
+        child = await trio.to_thread.run_sync(popen)
+    except OSError as exc:
+        for fd in parent_fds:
+            os.close(fd)
+        filename = exc.filename if exc.filename is not None else args[0]
+        raise SpawnError(exc.errno, exc.strerror or str(exc), os.fsdecode(filename)) from None
+    except BaseException:
+        for fd in parent_fds:
+            os.close(fd)
+        raise
+    finally:
+        for fd in child_fds:
+            os.close(fd)
+    for _, fd in outputs:
+        os.set_blocking(fd, False)
+        if not tty:
+            grow_pipe(fd)
+    return Child(
+        popen=child,
+        outputs=outputs,
+        stdin=None if stdin_w is None else trio.lowlevel.FdStream(stdin_w),
+        master=master,
+    )
