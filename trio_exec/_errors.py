@@ -11,7 +11,13 @@
      ├─ CalledProcessError              run_process(check=True) saw a non-zero exit
      ├─ UnsupportedOperation            the peer lacks the extension an operation needs
      ├─ ProtocolError                   a peer broke the wire protocol
-     ├─ RemoteError(code, message)      the peer answered with a JSON-RPC error
+     ├─ RemoteError(code, message)      a JSON-RPC error answer, one subclass per wire code
+     │   ├─ ParseError                   -32700
+     │   ├─ InvalidRequestError          -32600
+     │   ├─ MethodNotFoundError          -32601
+     │   ├─ InvalidParamsError           -32602
+     │   ├─ InternalError                -32603
+     │   └─ SessionAlreadyAttachedError  -32010
      └─ ConnectionLost                  the transport to the server is gone
 
 Closing a resource that is already closed uses trio's ``ClosedResourceError``;
@@ -26,8 +32,14 @@ from typing import Final
 __all__ = [
     "CalledProcessError",
     "ConnectionLost",
+    "InternalError",
+    "InvalidParamsError",
+    "InvalidRequestError",
+    "MethodNotFoundError",
+    "ParseError",
     "ProtocolError",
     "RemoteError",
+    "SessionAlreadyAttachedError",
     "SpawnError",
     "SpawnFileNotFoundError",
     "SpawnIsADirectoryError",
@@ -131,7 +143,21 @@ class ProtocolError(TrioExecError):
 
 
 class RemoteError(TrioExecError):
-    """The server answered a request with a JSON-RPC error."""
+    """A JSON-RPC error answer: the server answered a request with an error.
+
+    The exec server raises the same classes inside to answer with them, so a code has one
+    class on both ends. Like :class:`SpawnError` for errnos, ``RemoteError(code, ...)``
+    builds the subclass for that code: :class:`ParseError` (-32700),
+    :class:`InvalidRequestError` (-32600), :class:`MethodNotFoundError` (-32601),
+    :class:`InvalidParamsError` (-32602), :class:`InternalError` (-32603) and
+    :class:`SessionAlreadyAttachedError` (-32010), each with its code as ``CODE``. Another
+    code gives a plain RemoteError; ``except RemoteError`` catches them all.
+    """
+
+    def __new__(cls, code: int, message: str, data: object = None) -> RemoteError:
+        if cls is RemoteError:
+            cls = _REMOTE_SUBCLASSES.get(code, RemoteError)
+        return super().__new__(cls, code, message)
 
     def __init__(self, code: int, message: str, data: object = None) -> None:
         super().__init__(code, message)
@@ -144,6 +170,63 @@ class RemoteError(TrioExecError):
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"
+
+
+class ParseError(RemoteError):
+    """-32700, JSON-RPC "parse error" (the reference and trio_exec's server answer an
+    unparsable frame with :class:`InvalidRequestError` instead)."""
+
+    CODE: Final = -32700
+    """The wire code."""
+
+
+class InvalidRequestError(RemoteError):
+    """-32600: a malformed or out-of-order request (not initialized), a duplicate process
+    id, an unknown process, a full process table or too many requests in flight."""
+
+    CODE: Final = -32600
+    """The wire code."""
+
+
+class MethodNotFoundError(RemoteError):
+    """-32601: the server does not implement the method."""
+
+    CODE: Final = -32601
+    """The wire code."""
+
+
+class InvalidParamsError(RemoteError):
+    """-32602: the params did not decode (wrong types, empty ``argv``, a bad ``cwd``)."""
+
+    CODE: Final = -32602
+    """The wire code."""
+
+
+class InternalError(RemoteError):
+    """-32603: a spawn failure (the message is the OS error text) or another failure of
+    the server. The client raises a :class:`SpawnError` for a failed ``process/start``."""
+
+    CODE: Final = -32603
+    """The wire code."""
+
+
+class SessionAlreadyAttachedError(RemoteError):
+    """-32010: ``initialize {resumeSessionId}`` named a session that is still attached to
+    another connection."""
+
+    CODE: Final = -32010
+    """The wire code."""
+
+
+_REMOTE_SUBCLASSES: Final[Mapping[int, type[RemoteError]]] = {
+    ParseError.CODE: ParseError,
+    InvalidRequestError.CODE: InvalidRequestError,
+    MethodNotFoundError.CODE: MethodNotFoundError,
+    InvalidParamsError.CODE: InvalidParamsError,
+    InternalError.CODE: InternalError,
+    SessionAlreadyAttachedError.CODE: SessionAlreadyAttachedError,
+}
+"""The class of each wire code (see :class:`RemoteError`)."""
 
 
 class ConnectionLost(TrioExecError):

@@ -21,11 +21,12 @@ import trio_websocket
 
 from ._errors import ConnectionLost
 from ._protocol import LineDecoder
-from ._util import open_service_nursery
+from ._util import leaf_exceptions, open_service_nursery
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "MEMORY_TRANSPORT_BUFFER",
+    "TRANSPORT_ERRORS",
     "WEBSOCKET_CONNECT_TIMEOUT",
     "WEBSOCKET_DISCONNECT_TIMEOUT",
     "WEBSOCKET_GOING_AWAY",
@@ -34,6 +35,7 @@ __all__ = [
     "MessageTransport",
     "StreamTransport",
     "WebSocketTransport",
+    "is_transport_error",
     "memory_transport_pair",
     "open_websocket_transport",
 ]
@@ -62,6 +64,27 @@ with it (a dropped connection, code 1006, is resumed)."""
 
 MEMORY_TRANSPORT_BUFFER: Final = 64
 """Messages an in-memory transport buffers in each direction before ``send`` waits."""
+
+
+TRANSPORT_ERRORS: Final = (
+    ConnectionLost,
+    OSError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio_websocket.ConnectionClosed,
+    trio_websocket.HandshakeError,
+)
+"""The exceptions that say a transport (or the socket or stream under it) went away.
+
+A transport raises :class:`~trio_exec.ConnectionLost`; the others come from the layers
+below it (a socket, a TLS stream, trio-websocket's reader task) when they escape around it.
+"""
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every exception of a group) is one of :data:`TRANSPORT_ERRORS`:
+    the peer or the connection went away, rather than a bug or a bad message."""
+    return all(isinstance(leaf, TRANSPORT_ERRORS) for leaf in leaf_exceptions(exc))
 
 
 class MessageTransport(abc.ABC):

@@ -249,7 +249,7 @@ async def test_other_start_errors() -> None:
         nursery.start_soon(refuse)
         check(await error_of(lambda: entering(backend.open_process(["x"]))), ValueError)
         exc = await error_of(lambda: entering(backend.open_process(["x"], process_id="p")))
-        check(exc, tx.RemoteError)
+        check(exc, tx.InvalidRequestError)
 
 
 def test_completed_process_and_called_process_error() -> None:
@@ -303,7 +303,7 @@ async def test_open_remote_backend() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(refuse_initialize)
         exc = await error_of(lambda: entering(tx.open_remote_backend(client_end)))
-    check(exc, tx.RemoteError)
+    check(exc, tx.InvalidRequestError)
 
     client_end, server_end = memory_transport_pair()
     server = FakeServer(server_end)

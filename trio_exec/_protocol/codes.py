@@ -11,6 +11,14 @@ import signal as _signal
 from collections.abc import Mapping
 from typing import Final
 
+from .._errors import (
+    InternalError,
+    InvalidParamsError,
+    InvalidRequestError,
+    MethodNotFoundError,
+    ParseError,
+    SessionAlreadyAttachedError,
+)
 from .._events import signal_name
 
 __all__ = [
@@ -26,20 +34,20 @@ __all__ = [
     "ProcessSignal",
 ]
 
-# -- error codes ---------------------------------------------------------------------------
+# -- error codes (each is the CODE of its class in trio_exec._errors) -----------------------
 
-PARSE_ERROR: Final = -32700
+PARSE_ERROR: Final = ParseError.CODE
 """JSON-RPC "parse error". Defined for completeness: like the reference server,
 :func:`decode_message` answers unparsable frames with :data:`INVALID_REQUEST`."""
-INVALID_REQUEST: Final = -32600
+INVALID_REQUEST: Final = InvalidRequestError.CODE
 """Unparsable or malformed frame, request out of order (not initialized), unknown process."""
-METHOD_NOT_FOUND: Final = -32601
+METHOD_NOT_FOUND: Final = MethodNotFoundError.CODE
 """The method is not implemented."""
-INVALID_PARAMS: Final = -32602
+INVALID_PARAMS: Final = InvalidParamsError.CODE
 """The params (or, client side, a result) did not decode: wrong types, empty argv, ..."""
-INTERNAL_ERROR: Final = -32603
+INTERNAL_ERROR: Final = InternalError.CODE
 """Spawn failure (the message is the OS error text) or another server-side failure."""
-SESSION_ALREADY_ATTACHED: Final = -32010
+SESSION_ALREADY_ATTACHED: Final = SessionAlreadyAttachedError.CODE
 """``initialize {resumeSessionId}`` named a session still attached to another connection."""
 
 UNKNOWN_REQUEST_ID: Final = -1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Final, Unpack
+from typing import Final, Unpack, final
 
 import attrs
 import trio
@@ -72,6 +72,7 @@ class RemoteStatistics:
 
 # The connection state and the call path are in _ConnectionState (connection.py), the
 # connections and the resume in _Resuming (resume.py); this class sets their state.
+@final
 class RemoteBackend(_Resuming, ExecBackend):
     """Runs processes on an exec server; obtained from :func:`connect` or
     :func:`open_remote_backend`, never built directly.

@@ -1,5 +1,4 @@
-"""What the remote client raises for a failed ``process/start`` and which exceptions mean
-that a transport went away."""
+"""What the remote client raises for a failed ``process/start``."""
 
 from __future__ import annotations
 
@@ -7,29 +6,10 @@ import errno as _errno
 import re
 from typing import Final
 
-import trio
-
-from .._errors import ConnectionLost, RemoteError, SpawnError
+from .._errors import RemoteError, SpawnError
 from .._protocol import INTERNAL_ERROR, INVALID_PARAMS, StartParams
-from .._util import leaf_exceptions
 
-__all__ = ["_is_transport_error", "_start_error"]
-
-_TRANSPORT_ERRORS: Final = (
-    ConnectionLost,
-    OSError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-)
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    """Whether ``exc`` (or every exception of a group) says the transport went away."""
-    return all(
-        isinstance(leaf, _TRANSPORT_ERRORS) or type(leaf).__module__.startswith("trio_websocket")
-        for leaf in leaf_exceptions(exc)
-    )
-
+__all__ = ["_start_error"]
 
 _OS_ERROR: Final = re.compile(r"\s*\(os error (\d+)\)\s*$")
 

@@ -6,7 +6,7 @@ import itertools
 import math
 import signal as _signal
 import uuid
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar, final
 
 import trio
 
@@ -50,6 +50,7 @@ WRITE_CHUNK_BYTES: Final = 1024 * 1024
 _R = TypeVar("_R")
 
 
+@final
 class RemoteProcess(ExecProcess):
     """A process running on an exec server; see :class:`ExecProcess`.
 
@@ -92,7 +93,6 @@ class RemoteProcess(ExecProcess):
         self._write_lock = trio.Lock()
         self._write_prefix = uuid.uuid4().hex[:12]
         self._write_counter = itertools.count(1)
-        self._unacknowledged_write: tuple[str, bytes] | None = None
 
     @property
     def backend(self) -> RemoteBackend:
@@ -158,15 +158,13 @@ class RemoteProcess(ExecProcess):
             while True:
                 piece = payload[offset : offset + WRITE_CHUNK_BYTES]
                 write_id = self._new_write_id()
-                # Kept until answered: after a lost connection, the resumed session gets
-                # it again under the same id, which the server never writes twice.
-                self._unacknowledged_write = (write_id, piece)
+                # resend: after a lost connection, the resumed session gets it again under
+                # the same id, which the server never writes twice.
                 result = await self._call(
                     WriteParams(process_id=self.process_id, chunk=piece, write_id=write_id),
                     WriteResult,
                     resend=True,
                 )
-                self._unacknowledged_write = None
                 offset += len(piece)
                 if result.status is not WriteStatus.ACCEPTED or offset >= len(payload):
                     return result.status

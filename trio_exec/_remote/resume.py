@@ -26,9 +26,8 @@ from .._protocol import (
     TerminateParams,
     TerminateResult,
 )
-from .._transport import MessageTransport
+from .._transport import MessageTransport, is_transport_error
 from .connection import _ConnectionState
-from .errors import _is_transport_error
 from .process import SHUTDOWN_TIMEOUT
 from .route import _Route
 from .rpc import DISCONNECTED, _RpcClient
@@ -129,7 +128,7 @@ class _Resuming(_ConnectionState):
         except Exception as exc:
             # Once started, the RPC client has already failed for the same reason: closing
             # a dead transport may complain, which must not break the backend.
-            if not started or not _is_transport_error(exc):
+            if not started or not is_transport_error(exc):
                 raise
 
     def _on_rpc_failure(self, rpc: _RpcClient, message: str) -> None:

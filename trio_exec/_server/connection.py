@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 import trio_websocket
 
-from .._errors import ConnectionLost
+from .._errors import ConnectionLost, RemoteError
 from .._events import Closed, Event, Exited, Failed, Output
 from .._log import EventSubscription
 from .._protocol import (
@@ -49,7 +49,7 @@ from .._protocol import (
 from .._pump import READ_CHUNK_BYTES
 from .._transport import MessageTransport, StreamTransport, WebSocketTransport
 from .environment import _environment_info
-from .methods import _RpcError, call, start_process
+from .methods import call, start_process
 from .session import _advance, _Entry, _Session, _subscribe, _Unsent
 
 if TYPE_CHECKING:  # the server creates connections
@@ -378,7 +378,7 @@ class _Connection:
                     return
                 assert self.session is not None
                 result = await call(self.session, params)
-            except _RpcError as exc:
+            except RemoteError as exc:
                 await self._reply_error(request_id, exc.code, exc.message, exc.data)
                 return
             except Exception as exc:

@@ -2,8 +2,9 @@
 
 One function per method, each run in its own handler task of the connection that received
 the request (see :mod:`trio_exec._server.connection`); a request that cannot be served
-raises :class:`_RpcError`, which the handler answers. ``process/start`` owns the process
-block in a task of the session, so a process outlives the connection that started it.
+raises a :class:`~trio_exec.RemoteError` (the class of its wire code), which the handler
+answers. ``process/start`` owns the process block in a task of the session, so a process
+outlives the connection that started it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from .._errors import SpawnError
+from .._errors import RemoteError, SpawnError
 from .._events import WriteStatus
 from .._local import LocalProcess
 from .._protocol import (
@@ -49,7 +50,6 @@ __all__ = [
     "CLOSED_PROCESS_RETENTION",
     "MAX_PROCESSES_PER_SESSION",
     "MAX_READ_WAIT",
-    "_RpcError",
     "call",
     "start_process",
 ]
@@ -82,16 +82,6 @@ The reference accepts any ``waitMs``.
 """
 
 
-class _RpcError(Exception):
-    """Answer the request with this JSON-RPC error (``data``: its optional data member)."""
-
-    def __init__(self, code: int, message: str, data: object = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-
 async def start_process(session: _Session, params: StartParams, starter: _Connection) -> _Entry:
     """Spawn the process of a ``process/start`` into the session's table.
 
@@ -100,16 +90,16 @@ async def start_process(session: _Session, params: StartParams, starter: _Connec
     the process follow the response.
 
     Raises:
-        _RpcError: the id is taken, ``envPolicy`` is malformed, the table is full, or the
+        RemoteError: the id is taken, ``envPolicy`` is malformed, the table is full, or the
             spawn failed.
     """
     process_id = params.process_id
     if process_id in session.processes:
-        raise _RpcError(INVALID_REQUEST, f"process {process_id} already exists")
+        raise RemoteError(INVALID_REQUEST, f"process {process_id} already exists")
     try:
         env = _child_env(params)
     except ValueError as exc:
-        raise _RpcError(INVALID_PARAMS, str(exc)) from None
+        raise RemoteError(INVALID_PARAMS, str(exc)) from None
     _make_room(session)
     entry = _Entry(process_id, params.argv)
     session.processes[process_id] = entry
@@ -118,9 +108,9 @@ async def start_process(session: _Session, params: StartParams, starter: _Connec
         # The process task belongs to the session: it outlives a lost connection.
         await session.nursery.start(_run_process, session, entry, params, env, starter)
     except SpawnError as exc:
-        raise _RpcError(INTERNAL_ERROR, _os_error_text(exc), _spawn_error_data(exc)) from None
+        raise RemoteError(INTERNAL_ERROR, _os_error_text(exc), _spawn_error_data(exc)) from None
     except (ValueError, TypeError) as exc:
-        raise _RpcError(INVALID_PARAMS, str(exc)) from None
+        raise RemoteError(INVALID_PARAMS, str(exc)) from None
     finally:
         entry.settled.set()
         if entry.proc is None and session.processes.get(process_id) is entry:
@@ -170,7 +160,7 @@ def _make_room(session: _Session) -> None:
             del session.processes[entry.process_id]
             entry.forget.set()
             return
-    raise _RpcError(
+    raise RemoteError(
         INVALID_REQUEST,
         f"too many processes: this session already has {limit} processes that have not "
         "closed (the server's limit); wait for one to close or terminate one",
@@ -226,7 +216,7 @@ async def _read(session: _Session, params: ReadParams) -> RequestResult:
     proc = await _lookup(session, params.process_id)
     entry = session.processes.get(params.process_id)
     if proc is None or entry is None:
-        raise _RpcError(INVALID_REQUEST, f"unknown process id {params.process_id}")
+        raise RemoteError(INVALID_REQUEST, f"unknown process id {params.process_id}")
     # The client has everything up to afterSeq: a hold need not keep it any more.
     entry.acknowledge(params.after_seq or 0)
     wait = min((params.wait_ms or 0) / 1000, session.server.max_read_wait)  # MAX_READ_WAIT
@@ -286,7 +276,7 @@ async def _resize(session: _Session, params: ResizeParams) -> ResizeResult:
     if proc is not None:
         if not proc.tty:
             message = f"process {params.process_id} has no terminal (started without tty)"
-            raise _RpcError(INVALID_PARAMS, message)
+            raise RemoteError(INVALID_PARAMS, message)
         await proc.resize(params.rows, params.cols)
     return ResizeResult()
 

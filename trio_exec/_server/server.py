@@ -10,7 +10,7 @@ import errno as _errno
 import logging
 import math
 import os
-from typing import Final
+from typing import Final, final
 
 import attrs
 import trio
@@ -71,6 +71,7 @@ class ServerStatistics:
     """Sessions whose connection was lost, waiting for a resume (see :data:`DETACH_TIMEOUT`)."""
 
 
+@final
 class ExecServer:
     """Serves the exec-server protocol (PROTOCOL.md) on any number of connections.
 

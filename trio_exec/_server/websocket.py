@@ -21,8 +21,7 @@ import h11
 import trio
 import trio_websocket
 
-from .._transport import WEBSOCKET_RECEIVE_BYTES, WebSocketTransport
-from .._util import leaf_exceptions
+from .._transport import WEBSOCKET_RECEIVE_BYTES, WebSocketTransport, is_transport_error
 from .connection import _websocket_parse_prefix
 from .server import ExecServer
 
@@ -127,19 +126,6 @@ async def _read_head(stream: trio.abc.Stream) -> _Head | None:
         return None  # the peer closed the connection before a request
 
 
-_CONNECTION_ERRORS: Final = (
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-    OSError,
-    trio_websocket.ConnectionClosed,
-)
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    """Whether ``exc`` (or every exception of a group) says the peer went away."""
-    return all(isinstance(leaf, _CONNECTION_ERRORS) for leaf in leaf_exceptions(exc))
-
-
 def _header_values(request: h11.Request, name: bytes) -> list[str]:
     return [value.decode("latin-1") for key, value in request.headers if key == name]
 
@@ -175,7 +161,7 @@ class _WebSocketFront:
                 stream = trio.SSLStream(tcp_stream, self._ssl_context, server_side=True)
             await self._handle(stream, str(peer[0]), int(peer[1]))
         except Exception as exc:
-            if _is_connection_error(exc):
+            if is_transport_error(exc):
                 _logger.debug("websocket connection failed: %r", exc)
             else:
                 _logger.exception("unexpected error on a websocket connection")

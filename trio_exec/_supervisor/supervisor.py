@@ -7,7 +7,7 @@ import random
 import signal as _signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Final, final
 
 import trio
 
@@ -23,6 +23,7 @@ __all__ = ["ChildHandle", "Supervisor", "open_supervisor"]
 # -- public API -------------------------------------------------------------------------------
 
 
+@final
 class ChildHandle:
     """A supervised child, as returned by :meth:`Supervisor.start`.
 
@@ -110,6 +111,7 @@ class ChildHandle:
         return True
 
 
+@final
 class Supervisor:
     """Keeps long-running children alive: restarts, readiness, graceful stops, history.
 
