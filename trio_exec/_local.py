@@ -44,7 +44,7 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Unpack
+from typing import Unpack, final
 
 import trio
 
@@ -68,6 +68,7 @@ from ._util import open_service_nursery
 __all__ = ["LocalBackend", "LocalProcess", "open_process"]
 
 
+@final
 class LocalBackend(ExecBackend):
     """Runs processes on this machine, each in its own process group.
 

@@ -9,7 +9,7 @@ import os
 import select
 import signal as _signal
 from functools import partial
-from typing import Final
+from typing import Final, final
 
 import trio
 
@@ -47,6 +47,7 @@ def exit_status(result: os.waitid_result) -> tuple[int, int | None]:
     return 128 + result.si_status, result.si_status
 
 
+@final
 class LocalProcess(ExecProcess):
     """A process running on this machine; see :class:`ExecProcess`.
 

@@ -25,6 +25,10 @@ FINAL_CLASSES: Final = (
     trio_exec.Supervisor,
     trio_exec.ChildHandle,
     trio_exec.ExecServer,
+    trio_exec.LocalBackend,
+    trio_exec.LocalProcess,
+    trio_exec.ProcessStream,
+    trio_exec.LineReader,
 )
 """Concrete classes that the library builds (or users build and use as they are): marked
 ``@typing.final``, so subclassing them is a type error and their internals can change."""

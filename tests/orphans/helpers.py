@@ -15,8 +15,9 @@ from ..conformance.helpers import TIMEOUT
 CLEANUP_DEADLINE: Final = 2.0
 """Seconds after its owner's death within which nothing the owner started may be alive."""
 
-TREE: Final = "echo $$ $PPID; sleep 60 & sleep 60"
-"""A ``sh -c`` script: prints its group and its parent, then leaves two sleeps in the group."""
+TREE: Final = "sleep 60 & echo $$ $PPID; sleep 60"
+"""A ``sh -c`` script: starts a sleep in the background, then prints its group and its parent
+(so the group has two members when the line arrives), then sleeps in the foreground."""
 
 
 @attrs.frozen(kw_only=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Final
+from typing import Final, final
 
 import trio
 
@@ -42,6 +42,7 @@ def _subscribe(process: ExecProcess, streams: frozenset[OutputStream]) -> EventS
     return events
 
 
+@final
 class ProcessStream(trio.abc.HalfCloseableStream):
     """A process as a byte stream: ``send_all`` feeds stdin, ``receive_some`` reads stdout.
 

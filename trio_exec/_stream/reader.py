@@ -6,7 +6,7 @@ The splitting is the one line splitter of ``trio_exec._lines``.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, final
 
 import trio
 
@@ -26,6 +26,7 @@ LINE_RECEIVE_BYTES: Final = 64 * 1024
 """Default ``max_bytes`` of each ``receive_some`` call of :class:`LineReader`."""
 
 
+@final
 class LineReader(trio.abc.ReceiveChannel[bytes]):
     """Splits a :class:`trio.abc.ReceiveStream` into lines: one message per line.
 
