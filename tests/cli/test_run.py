@@ -74,20 +74,29 @@ async def test_missing_argv_is_a_usage_error() -> None:
 
 async def test_ctrl_c_is_forwarded_to_the_child() -> None:
     script = "trap 'echo got-int; exit 7' INT; echo ready; while :; do sleep 0.01; done"
-    with trio.fail_after(TIMEOUT):
-        proc = await trio.lowlevel.open_process(
-            [*CLI, "run", "--", "sh", "-c", script],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        output = b""
-        while b"ready\n" not in output:
-            output += await proc.stdout.receive_some(1024)
-        proc.send_signal(signal.SIGINT)
-        while chunk := await proc.stdout.receive_some(1024):
-            output += chunk
-        assert await proc.wait() == 7
+    proc = await trio.lowlevel.open_process(
+        [*CLI, "run", "--", "sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        with trio.fail_after(TIMEOUT):
+            assert proc.stdout is not None
+            output = b""
+            while b"ready\n" not in output:
+                output += await proc.stdout.receive_some(1024)
+            proc.send_signal(signal.SIGINT)
+            while chunk := await proc.stdout.receive_some(1024):
+                output += chunk
+            assert await proc.wait() == 7
+    finally:
+        # A failure must not leave the CLI behind (its keeper then ends the child too).
+        with trio.CancelScope(shield=True):
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            if proc.stdout is not None:
+                await proc.stdout.aclose()
     assert output == b"ready\ngot-int\n"
 
 
