@@ -101,27 +101,33 @@ async def test_killed_stdio_server_leaves_nothing() -> None:
     print(f"stdio server SIGKILLed: its tree was gone after {elapsed:.3f} s")
 
 
-async def test_killed_run_leaves_nothing() -> None:
-    run = await trio.lowlevel.open_process(
-        [*CLI, "run", "--", "sh", "-c", TREE],
-        stdin=subprocess.PIPE,
+async def kill_started_owner(argv: list[str], *, pipe_stdin: bool = False) -> float:
+    """Start ``argv`` (an owner that runs :data:`TREE` and passes on its first line), SIGKILL
+    it once the tree is up, and return the seconds until nothing of the tree was alive."""
+    owner = await trio.lowlevel.open_process(
+        argv,
+        stdin=subprocess.PIPE if pipe_stdin else None,
         stdout=subprocess.PIPE,
         start_new_session=True,
     )
-    assert run.stdout is not None
-    assert run.stdin is not None
+    assert owner.stdout is not None
     try:
-        pgid, parent = map(int, (await read_line(run.stdout)).split())
-        assert parent == run.pid
-        tree = descendants(run.pid)
+        pgid, parent = map(int, (await read_line(owner.stdout)).split())
+        assert parent == owner.pid
+        tree = descendants(owner.pid)
         check_tree(tree, pgid)
-        elapsed = await kill_and_wait(run.pid, tree)
+        return await kill_and_wait(owner.pid, tree)
     finally:
         with trio.CancelScope(shield=True):
-            run.kill()
-            await run.wait()
-            await run.stdout.aclose()
-            await run.stdin.aclose()
+            owner.kill()
+            await owner.wait()
+            await owner.stdout.aclose()
+            if owner.stdin is not None:
+                await owner.stdin.aclose()
+
+
+async def test_killed_run_leaves_nothing() -> None:
+    elapsed = await kill_started_owner([*CLI, "run", "--", "sh", "-c", TREE], pipe_stdin=True)
     print(f"trio-exec run SIGKILLed: its tree was gone after {elapsed:.3f} s")
 
 
@@ -183,21 +189,7 @@ trio.run(main)
 
 
 async def test_killed_embedding_program_leaves_nothing() -> None:
-    program = await trio.lowlevel.open_process(
-        [sys.executable, "-c", EMBEDDED, TREE], stdout=subprocess.PIPE, start_new_session=True
-    )
-    assert program.stdout is not None
-    try:
-        pgid, parent = map(int, (await read_line(program.stdout)).split())
-        assert parent == program.pid
-        tree = descendants(program.pid)
-        check_tree(tree, pgid)
-        elapsed = await kill_and_wait(program.pid, tree)
-    finally:
-        with trio.CancelScope(shield=True):
-            program.kill()
-            await program.wait()
-            await program.stdout.aclose()
+    elapsed = await kill_started_owner([sys.executable, "-c", EMBEDDED, TREE])
     print(f"embedding program SIGKILLed: its tree was gone after {elapsed:.3f} s")
 
 
