@@ -31,7 +31,7 @@ from trio_exec._remote import (
     RemoteProcess,
     open_remote_backend,
 )
-from trio_exec._transport import MEMORY_TRANSPORT_BUFFER, memory_transport_pair
+from trio_exec._transport import MEMORY_TRANSPORT_BUFFER, MemoryTransport, memory_transport_pair
 from trio_exec.testing import check_event_stream
 
 from .fake_server import (
@@ -664,6 +664,27 @@ async def test_leaving_after_exit_waits_at_most_close_timeout(
         assert isinstance(events[2], tx.Failed)
 
 
+async def cancel_around_the_backend_block(
+    client_end: MemoryTransport, server: FakeServer, nursery: trio.Nursery, *, answer: bool
+) -> tuple[trio.abc.ReceiveChannel[tx.Event], float]:
+    """Open a backend over ``client_end`` and a process on ``server``, cancel the scope around both, and return
+    the process's events and how long leaving took. ``answer``: the server answers the
+    requests that follow the start (the terminate of the cancelled block)."""
+    with trio.fail_after(TIMEOUT), trio.CancelScope() as scope:
+        async with open_remote_backend(client_end) as backend:
+            await server.handshake_done.wait()
+            nursery.start_soon(answer_start, server)
+            async with backend.open_process(["x"], process_id="p") as proc:
+                events = proc.events
+                if answer:
+                    nursery.start_soon(server.serve_generic)
+                scope.cancel()
+                cancelled_at = trio.current_time()
+                await trio.sleep_forever()
+    assert scope.cancelled_caught
+    return events, trio.current_time() - cancelled_at
+
+
 async def test_a_cancelled_backend_block_still_shuts_its_processes_down(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -674,18 +695,10 @@ async def test_a_cancelled_backend_block_still_shuts_its_processes_down(
     server = FakeServer(server_end)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.handshake)
-        with trio.fail_after(TIMEOUT), trio.CancelScope() as scope:
-            async with open_remote_backend(client_end) as backend:
-                await server.handshake_done.wait()
-                nursery.start_soon(answer_start, server)
-                async with backend.open_process(["x"], process_id="p") as proc:
-                    events = proc.events
-                    nursery.start_soon(server.serve_generic)
-                    scope.cancel()
-                    cancelled_at = trio.current_time()
-                    await trio.sleep_forever()
-        assert scope.cancelled_caught
-        assert trio.current_time() - cancelled_at < 0.1
+        events, elapsed = await cancel_around_the_backend_block(
+            client_end, server, nursery, answer=True
+        )
+        assert elapsed < 0.1
         assert server.methods() == ["process/start", "process/terminate"]
         assert [await events.receive(), await events.receive()] == [
             tx.Exited(seq=1, exit_code=137),
@@ -703,17 +716,10 @@ async def test_a_cancelled_backend_block_is_left_in_bounded_time_if_the_server_i
     server = FakeServer(server_end)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.handshake)
-        with trio.fail_after(TIMEOUT), trio.CancelScope() as scope:
-            async with open_remote_backend(client_end) as backend:
-                await server.handshake_done.wait()
-                nursery.start_soon(answer_start, server)
-                async with backend.open_process(["x"], process_id="p") as proc:
-                    events = proc.events
-                    scope.cancel()
-                    cancelled_at = trio.current_time()
-                    await trio.sleep_forever()
-        assert scope.cancelled_caught
-        assert trio.current_time() - cancelled_at == pytest.approx(SHUTDOWN_TIMEOUT, abs=0.5)
+        events, elapsed = await cancel_around_the_backend_block(
+            client_end, server, nursery, answer=False
+        )
+        assert elapsed == pytest.approx(SHUTDOWN_TIMEOUT, abs=0.5)
         with trio.fail_after(TIMEOUT):
             assert (await server.request())["method"] == "process/terminate"
         failed = await events.receive()
