@@ -44,7 +44,14 @@ from ._log import DEFAULT_RETAINED_BYTES
 from ._remote import RemoteBackend, RemoteProcess, connect, open_remote_backend
 from ._run import CompletedProcess, run_process
 from ._server import ExecServer, serve_stdio, serve_websocket
-from ._stream import LineReader, LineTooLongError, ProcessStream, StderrSink, open_stream
+from ._stream import (
+    LineReader,
+    LineTooLongError,
+    ProcessStream,
+    StderrCapture,
+    StderrSink,
+    open_stream,
+)
 from ._supervisor import (
     ChildError,
     ChildHandle,
@@ -114,6 +121,7 @@ __all__ = [
     "SpawnIsADirectoryError",
     "SpawnNotADirectoryError",
     "SpawnPermissionError",
+    "StderrCapture",
     "StderrSink",
     "Supervisor",
     "TrioExecError",

@@ -5,21 +5,31 @@ Theory of operation
 :func:`connect_command` runs a command whose stdin and stdout speak the exec-server
 protocol as newline-delimited JSON (``trio-exec serve --listen stdio``, usually behind
 ``ssh``, ``kubectl exec -i`` or ``docker exec -i``) and runs :func:`open_remote_backend`
-over its pipes (a :class:`~trio_exec._transport.StreamTransport`).
+over its pipes. The command is a process session of our own process API:
+:func:`~trio_exec._stream.open_stream` on a :class:`LocalBackend` made for it, and the
+:class:`~trio_exec.ProcessStream` it yields is both byte streams of a
+:class:`~trio_exec._transport.StreamTransport`.
 
-* **stderr.** By default the command inherits this process's stderr, so the messages of
-  ``ssh`` (or the server's logs) appear where ours do. Given a callback or a logger, the
-  command's stderr is piped instead and read continuously (so the command never blocks on a
-  full pipe) by a task of the block, then by the shutdown; the last
-  :data:`STDERR_TAIL_BYTES` of it are kept for error messages.
+* **Process group.** The backend has ``start_new_session=False``: the command stays in
+  this process's process group, so a terminal's Ctrl-C reaches ``ssh`` as it reaches us.
+  Its signals (SIGTERM, SIGKILL) go to the command alone, never to a group.
+* **stderr.** By default the backend has ``inherit_stderr=True``: the command writes to
+  this process's stderr, so the messages of ``ssh`` (or the server's logs) appear where
+  ours do. Given a callback or a logger, the command's stderr is piped into its session
+  and handed over by a :class:`~trio_exec.StderrCapture` (a task of the stream's block,
+  which reads it continuously, so the command never blocks on a full pipe); the capture
+  keeps the last :data:`STDERR_TAIL_BYTES` for error messages and holds back an exception
+  of the sink until the command was reaped.
 * **Shutdown.** Leaving the block first leaves the :class:`RemoteBackend` (its calls fail,
-  its tasks stop), then closes the command's stdin. End of file ends the server's session,
-  which terminates and reaps every process of the session, and the server exits (``ssh``
-  and friends pass the end of file on and exit with it). The command gets
-  :data:`COMMAND_EXIT_TIMEOUT` seconds for this; then SIGTERM, then SIGKILL after
-  :data:`COMMAND_TERMINATE_TIMEOUT` seconds; it is always reaped. Meanwhile its stdout and
-  stderr are drained, so it never blocks on a full pipe while it winds down. The shutdown
-  is shielded: a cancelled block is left the same way.
+  its tasks stop), then closes the stream (:meth:`ProcessStream.aclose`, shielded): the
+  command's stdin is closed. End of file ends the server's session, which terminates and
+  reaps every process of the session, and the server exits (``ssh`` and friends pass the
+  end of file on and exit with it). The command gets :data:`COMMAND_EXIT_TIMEOUT` seconds
+  for this (the stream's ``eof_timeout``); then SIGTERM, then SIGKILL after
+  :data:`COMMAND_TERMINATE_TIMEOUT` seconds (its ``grace``). Meanwhile its stdout is no
+  longer held back and its stderr still handed over, so it never blocks on a full pipe
+  while it winds down. Leaving the stream's block reaps it, after its pipes reached end
+  of file or :data:`STDERR_DRAIN_TIMEOUT` seconds.
 * **Failure.** When the command exits (or closes its stdout) during the session, the
   connection is lost as with any transport (pending and later calls raise
   :class:`ConnectionLost`, open processes get ``Failed``), and the message says how the
@@ -34,21 +44,27 @@ import logging
 import os
 import shlex
 import signal
-import subprocess
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Final, TypeAlias
 
 import trio
 
 from ._backend import Arg, check_argv
-from ._errors import ConnectionLost
-from ._lines import LineSplitter, TooLong
+from ._errors import ConnectionLost, SpawnError
+from ._events import Exited
+from ._local import LocalBackend
+from ._local_process import CLOSE_DRAIN_TIMEOUT
+from ._log import EventSubscription
 from ._remote import RemoteBackend, open_remote_backend
-from ._stream import STDERR_LINE_BYTES
+from ._stream import (
+    STDERR_LINE_BYTES,
+    STDERR_LOG_LEVEL,
+    ProcessStream,
+    StderrCapture,
+    open_stream,
+)
 from ._transport import StreamTransport
-from ._util import open_service_nursery
 
 __all__ = [
     "COMMAND_EXIT_TIMEOUT",
@@ -77,189 +93,95 @@ EXIT_REPORT_TIMEOUT: Final = 1.0
 the :class:`ConnectionLost` message can tell how the command ended. Pending calls fail at
 most this much later."""
 
-STDERR_DRAIN_TIMEOUT: Final = 1.0
-"""Seconds the shutdown still reads the command's captured stderr after the command exited
-(a process it left behind may hold stderr open); what comes later is not read."""
+STDERR_DRAIN_TIMEOUT: Final = CLOSE_DRAIN_TIMEOUT
+"""Seconds the shutdown still reads the command's stdout and captured stderr after the
+command exited (a process it left behind may hold them open); what comes later is not
+read. It is the local session's bound on the end of its pipes once the child was killed
+(:data:`~trio_exec._local_process.CLOSE_DRAIN_TIMEOUT`)."""
 
 STDERR_TAIL_BYTES: Final = 4096
 """How much of the end of the command's captured stderr goes in error messages."""
-
-STDERR_LOG_LEVEL: Final = logging.INFO
-"""The level of the records a ``stderr`` logger gets."""
 
 CommandStderr: TypeAlias = Callable[[bytes], None] | logging.Logger | None
 """Where :func:`connect_command` sends the command's stderr: None (inherit this process's
 stderr), a callback that gets every chunk as it arrives, or a logger that gets every line."""
 
-_STDOUT_DRAIN_BYTES: Final = 64 * 1024
-
-
-class _StderrCapture:
-    """Reads a piped stderr: hands it to the sink and keeps its tail."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream, sink: CommandStderr, name: str) -> None:
-        assert sink is not None
-        self._stream = stream
-        self._name = name
-        self._logger = sink if isinstance(sink, logging.Logger) else None
-        self._callback = None if isinstance(sink, logging.Logger) else sink
-        self._lines = LineSplitter(STDERR_LINE_BYTES, too_long=TooLong.CUT)
-        self._tail: deque[bytes] = deque()
-        self._tail_bytes = 0
-        self.eof = trio.Event()
-        """Set when the command's stderr reached end of file (or broke)."""
-        self.error: Exception | None = None
-        """What the callback or the logger raised; from then on, stderr is only drained."""
-
-    async def drain(self) -> None:
-        """Read until end of file; may be cancelled and run again later."""
-        while not self.eof.is_set():
-            try:
-                data = bytes(await self._stream.receive_some())
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            if not data:
-                self.eof.set()
-                break
-            self._keep(data)
-            self._deliver(self._callback or self._log, data)
-
-    def finish(self) -> None:
-        """Log the last, unterminated line."""
-        line = self._lines.feed_eof()
-        if line is not None:
-            self._deliver(self._log_line, line)
-
-    def _deliver(self, sink: Callable[[bytes], None], data: bytes) -> None:
-        if self.error is not None:
-            return
-        try:
-            sink(data)
-        except Exception as exc:
-            self.error = exc
-
-    def tail(self) -> str:
-        """The end of what the command wrote to stderr, decoded, stripped."""
-        text = b"".join(self._tail)[-STDERR_TAIL_BYTES:]
-        return text.decode("utf-8", "replace").strip()
-
-    def _keep(self, data: bytes) -> None:
-        self._tail.append(data)
-        self._tail_bytes += len(data)
-        while self._tail_bytes - len(self._tail[0]) >= STDERR_TAIL_BYTES:
-            self._tail_bytes -= len(self._tail.popleft())
-
-    def _log(self, data: bytes) -> None:
-        for line in self._lines.split(data):
-            self._log_line(line)
-
-    def _log_line(self, line: bytes) -> None:
-        assert self._logger is not None
-        text = line.decode("utf-8", "replace")
-        self._logger.log(STDERR_LOG_LEVEL, "%s: %s", self._name, text)
-
 
 class _Command:
-    """The running command: its pipes, its stderr, its shutdown."""
+    """The running command: its stream, its stderr, how it ended."""
 
     def __init__(
-        self, argv: list[str], process: trio.Process, stderr: _StderrCapture | None
+        self, argv: list[str], stream: ProcessStream, stderr: StderrCapture | None
     ) -> None:
         self.argv = argv
-        self.process = process
+        self.stream = stream
         self.stderr = stderr
-        assert process.stdin is not None
-        assert process.stdout is not None
-        self.stdin: trio.abc.SendStream = process.stdin
-        self.stdout: trio.abc.ReceiveStream = process.stdout
-        self._signalled: signal.Signals | None = None
+        # Exited, Closed only (no output, so it holds nothing back): how the command ended.
+        events = stream.process.subscribe(streams=())
+        assert isinstance(events, EventSubscription)
+        self._events = events
+        self._exited: Exited | None = None
 
     def describe(self) -> str:
         """How the command ended (or that it runs) and what its stderr said, for messages."""
         if self.stderr is None:
             output = "its stderr went to this process's stderr"
         else:
-            tail = self.stderr.tail()
+            tail = self.stderr.tail().decode("utf-8", "replace").strip()
             output = f"its stderr ended with:\n{tail}" if tail else "it wrote nothing to stderr"
         return f"the command {shlex.join(self.argv)} {self._status()}; {output}"
 
     def _status(self) -> str:
-        code = self.process.returncode
-        if code is None:
+        exited = self._exit()
+        if exited is None:
             return "is still running"
-        ended = f"exited with code {code}"
-        if code < 0:
+        ended = f"exited with code {exited.exit_code}"
+        if exited.signal is not None:
             try:
-                ended = f"was killed by {signal.Signals(-code).name}"
+                ended = f"was killed by {signal.Signals(exited.signal).name}"
             except ValueError:
-                ended = f"was killed by signal {-code}"
-        if self._signalled is not None:
-            ended += f" (sent {self._signalled.name} after it did not exit by itself)"
+                ended = f"was killed by signal {exited.signal}"
+        if self.stream.terminated:
+            # SIGTERM first; SIGKILL once the grace ran out (the only way it gets one).
+            sent = signal.SIGKILL if exited.signal == signal.SIGKILL else signal.SIGTERM
+            ended += f" (sent {sent.name} after it did not exit by itself)"
         return ended
+
+    def _exit(self) -> Exited | None:
+        """The command's ``Exited`` event, once it came."""
+        try:
+            while self._exited is None:
+                event = self._events.receive_nowait()
+                if isinstance(event, Exited):
+                    self._exited = event
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            pass
+        return self._exited
 
     async def wait_ended(self, timeout: float) -> None:
         """Wait (at most ``timeout``) for the command to exit and its stderr to end."""
         with trio.move_on_after(timeout):
-            await self.process.wait()
+            await self.stream.process.wait()
             if self.stderr is not None:
-                await self.stderr.eof.wait()
+                await self.stderr.ended.wait()
 
     async def shutdown(self) -> None:
-        """Close stdin, wait for the exit, SIGTERM, SIGKILL; always reap. Run shielded."""
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._discard_stdout)
-                if self.stderr is not None:
-                    nursery.start_soon(self.stderr.drain)
-                try:
-                    await self.stdin.aclose()
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-                await self._stop()
-                if self.stderr is not None:
-                    with trio.move_on_after(STDERR_DRAIN_TIMEOUT):
-                        await self.stderr.eof.wait()
-                nursery.cancel_scope.cancel()
-            if self.stderr is not None:
-                self.stderr.finish()
-        finally:
-            for stream in (self.stdout, self.process.stderr):
-                if stream is not None:
-                    await stream.aclose()
+        """Close the stream: stdin closed, the exit waited for, SIGTERM, SIGKILL. Shielded."""
+        with trio.CancelScope(shield=True):
+            await self.stream.aclose()
+        self._exit()
 
-    async def _stop(self) -> None:
-        process = self.process
-        with trio.move_on_after(COMMAND_EXIT_TIMEOUT):
-            await process.wait()
-        for sig, timeout in (
-            (signal.SIGTERM, COMMAND_TERMINATE_TIMEOUT),
-            (signal.SIGKILL, None),
-        ):
-            if process.returncode is not None:
-                return
-            self._signalled = sig
-            process.send_signal(sig)
-            if timeout is None:
-                await process.wait()
-            else:
-                with trio.move_on_after(timeout):
-                    await process.wait()
-
-    async def _discard_stdout(self) -> None:
-        """Keep reading stdout so that a server writing its last messages never blocks."""
-        try:
-            while await self.stdout.receive_some(_STDOUT_DRAIN_BYTES):
-                pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+    def close(self) -> None:
+        """Release the subscription that tells how the command ended."""
+        self._events.close()
 
 
 class _CommandTransport(StreamTransport):
-    """The command's pipes as a transport; a lost connection's message tells how the
+    """The command's stream as a transport; a lost connection's message tells how the
     command ended (once the session is established; before, :func:`connect_command` does)."""
 
     def __init__(self, command: _Command) -> None:
-        super().__init__(command.stdin, command.stdout)
+        super().__init__(command.stream, command.stream)
         self._command = command
         self.established = False
 
@@ -272,6 +194,14 @@ class _CommandTransport(StreamTransport):
                 raise
             await self._command.wait_ended(EXIT_REPORT_TIMEOUT)
             raise ConnectionLost(f"{exc}: {self._command.describe()}") from None
+
+    async def aclose(self) -> None:
+        """Close the command's stdin, so that it sees end of file; the rest of the
+        shutdown (waiting for the exit, the signals) is :func:`connect_command`'s."""
+        try:
+            await self._command.stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            pass
 
 
 @asynccontextmanager
@@ -349,27 +279,36 @@ async def connect_command(
     left behind.
     """
     argv = check_argv(argv)
-    try:
-        process = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None if stderr is None else subprocess.PIPE,
-            env=None if env is None else dict(env),
-            cwd=cwd,
-        )
-    except OSError as exc:
-        raise ConnectionLost(f"cannot run the command {shlex.join(argv)}: {exc}") from exc
+    # In this process's group, so that a terminal's Ctrl-C reaches the command.
+    local = LocalBackend(start_new_session=False, inherit_stderr=stderr is None)
     capture = None
-    if process.stderr is not None:
-        capture = _StderrCapture(process.stderr, stderr, os.path.basename(argv[0]))
-    command = _Command(argv, process, capture)
-    transport = _CommandTransport(command)
+    if stderr is not None:
+        capture = StderrCapture(
+            stderr,
+            label=os.path.basename(argv[0]),
+            tail_bytes=STDERR_TAIL_BYTES,
+            defer_errors=True,
+        )
     startup_error: ConnectionLost | None = None
+    command: _Command | None = None
     try:
-        async with open_service_nursery() as nursery:
-            if capture is not None:
-                nursery.start_soon(capture.drain)
+        async with AsyncExitStack() as stack:
+            try:
+                stream = await stack.enter_async_context(
+                    open_stream(
+                        local,
+                        argv,
+                        cwd=cwd,
+                        env=env,
+                        stderr=capture,
+                        grace=COMMAND_TERMINATE_TIMEOUT,
+                        eof_timeout=COMMAND_EXIT_TIMEOUT,
+                    )
+                )
+            except SpawnError as exc:
+                raise ConnectionLost(f"cannot run the command {shlex.join(argv)}: {exc}") from exc
+            command = _Command(argv, stream, capture)
+            transport = _CommandTransport(command)
             try:
                 async with open_remote_backend(transport, client_name=client_name) as backend:
                     transport.established = True
@@ -379,14 +318,15 @@ async def connect_command(
                     raise
                 startup_error = exc
             finally:
-                nursery.cancel_scope.cancel()  # the shutdown drains stderr from now on
+                await command.shutdown()
+        # Left: the command is reaped and its whole stderr handed over.
+        if startup_error is not None:
+            raise ConnectionLost(
+                f"no exec-server session over the command's stdio ({startup_error}): "
+                f"{command.describe()}"
+            ) from None
     finally:
-        with trio.CancelScope(shield=True):
-            await command.shutdown()
-    if startup_error is not None:
-        raise ConnectionLost(
-            f"no exec-server session over the command's stdio ({startup_error}): "
-            f"{command.describe()}"
-        ) from None
+        if command is not None:
+            command.close()
     if capture is not None and capture.error is not None:
         raise capture.error

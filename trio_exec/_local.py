@@ -30,6 +30,14 @@ zombie pins the pid, so the group id is not pinned either: a signal sent to the 
 after the child exited could reach a new group that reused the id once every member is
 gone (the reaper stops signalling the group as soon as it sees it empty).
 
+``LocalBackend(start_new_session=False)`` keeps its children in this process's session
+and process group, so that a terminal's Ctrl-C reaches them (:func:`connect_command`
+runs ``ssh`` so). Such a child has no group of its own: every signal, including the
+SIGKILL of the end of the block, goes to the child alone, and only until it is reaped;
+the pipes' end of file is then waited for at most :data:`CLOSE_DRAIN_TIMEOUT` seconds,
+whoever holds them. ``LocalBackend(inherit_stderr=True)`` gives its non-tty children this
+process's stderr instead of a pipe: their sessions carry no stderr output.
+
 With ``LocalBackend(kill_orphans=True)`` a keeper process (``trio_exec._keeper``) kills
 every open session's group if this process dies without leaving the blocks.
 
@@ -70,7 +78,7 @@ __all__ = ["LocalBackend", "LocalProcess", "open_process"]
 
 @final
 class LocalBackend(ExecBackend):
-    """Runs processes on this machine, each in its own process group.
+    """Runs processes on this machine, each in its own process group (by default).
 
     Process ids must be unique among the sessions of one backend that are open at once.
 
@@ -83,6 +91,20 @@ class LocalBackend(ExecBackend):
             groups it knows when the pipe reaches end of file (see ``trio_exec._keeper``).
             ``trio-exec serve`` and ``trio-exec run`` use it. A grandchild that left the
             group (``setsid``) is not covered, as it is not when a block ends.
+        start_new_session: start every child in a new session, hence its own process
+            group (the default). False: children stay in this process's session and
+            group, as with ``subprocess.Popen(start_new_session=False)``, so a signal to
+            the foreground group (a terminal's Ctrl-C) reaches them as it reaches this
+            process. The limit: there is no group to kill. Terminating, signalling and
+            leaving the block still signal, kill and reap the child itself, but a process
+            the child started and left behind is not killed (its own children may be
+            left); the end of the block waits at most :data:`CLOSE_DRAIN_TIMEOUT` seconds
+            after the SIGKILL for such a process to release the child's pipes. Not with
+            ``kill_orphans`` (the keeper kills groups, and these children have none) nor
+            with ``tty=True`` (a terminal needs a session leader): ValueError.
+        inherit_stderr: a child not on a terminal writes its stderr straight to this
+            process's stderr (descriptor 2) instead of a pipe; its session then has no
+            ``OutputStream.STDERR`` output (default False: piped into the session).
 
     A program that ignores SIGCHLD (``signal.signal(SIGCHLD, SIG_IGN)``) has its children
     reaped by the kernel, which discards their exit status: sessions then report exit
@@ -96,7 +118,20 @@ class LocalBackend(ExecBackend):
     Without ``kill_orphans`` the backend holds no resource and needs no closing.
     """
 
-    def __init__(self, *, kill_orphans: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        kill_orphans: bool = False,
+        start_new_session: bool = True,
+        inherit_stderr: bool = False,
+    ) -> None:
+        if kill_orphans and not start_new_session:
+            raise ValueError(
+                "kill_orphans needs start_new_session=True: the keeper kills process "
+                "groups, and a child in this process's group has none of its own"
+            )
+        self._start_new_session = bool(start_new_session)
+        self._inherit_stderr = bool(inherit_stderr)
         self._live: set[str] = set()
         self._keeper = Keeper() if kill_orphans else None
         if self._keeper is not None:
@@ -111,6 +146,16 @@ class LocalBackend(ExecBackend):
     def kill_orphans(self) -> bool:
         """Whether a keeper kills the sessions' groups if this process dies."""
         return self._keeper is not None
+
+    @property
+    def start_new_session(self) -> bool:
+        """Whether each child gets a new session and process group (see the class)."""
+        return self._start_new_session
+
+    @property
+    def inherit_stderr(self) -> bool:
+        """Whether children not on a terminal write to this process's stderr (see the class)."""
+        return self._inherit_stderr
 
     async def aclose(self) -> None:
         """Stop and reap the keeper process, if one was started; idempotent.
@@ -152,6 +197,11 @@ class LocalBackend(ExecBackend):
         if arg0 is not None and (not isinstance(arg0, str) or "\0" in arg0):
             raise ValueError("arg0 must be a str without NUL")
         size = check_window(opts["window"], opts["tty"])
+        if opts["tty"] and not self._start_new_session:
+            raise ValueError(
+                "tty=True needs a new session (the terminal becomes the controlling "
+                "terminal of its session leader); this backend has start_new_session=False"
+            )
         env, extra_env = opts["env"], opts["extra_env"]
         child_env = None if env is None else check_env(env)
         if extra_env is not None:
@@ -199,6 +249,8 @@ class LocalBackend(ExecBackend):
                 arg0=arg0,
                 window=window,
                 keeper=self._keeper,
+                start_new_session=self._start_new_session,
+                inherit_stderr=self._inherit_stderr,
             )
             proc = LocalProcess(pid, child, log, self._keeper)
             try:

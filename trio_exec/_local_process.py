@@ -60,7 +60,10 @@ class LocalProcess(ExecProcess):
         super().__init__(process_id, log)
         self._popen = child.popen
         self.pid: Final = child.popen.pid
-        """The child's pid, which is also its process group id."""
+        """The child's pid, which is also its process group id (unless the backend was
+        made with ``start_new_session=False``)."""
+        self._own_group = child.own_group
+        """Whether the child leads a group of its own; if not, only the child is signalled."""
         self.tty: Final = child.master is not None
         """Whether the child runs on a pseudo-terminal."""
         self._master = child.master
@@ -100,7 +103,7 @@ class LocalProcess(ExecProcess):
         except ChildProcessError:
             self._popen.returncode = 0  # so that Popen never waits for a reused pid
             self._reaped = True
-            if not group_exists(self.pid):
+            if not (self._own_group and group_exists(self.pid)):
                 self._group_gone = True
                 self._forget_group()
             return 0, None
@@ -185,8 +188,17 @@ class LocalProcess(ExecProcess):
         Until the child is reaped its zombie pins its pid, which is also the group id, so
         the id cannot name another group. Once it is reaped the group is only signalled
         again while it is known to have live members (which pin the id in turn).
+
+        A child in this process's group (``start_new_session=False``) is signalled alone,
+        and only until it is reaped (then its pid may name another process).
         """
-        if not self._group_gone:
+        if not self._own_group:
+            if not self._reaped:
+                try:
+                    os.kill(self.pid, sig)
+                except ProcessLookupError:  # pragma: no cover - the zombie pins the pid
+                    pass
+        elif not self._group_gone:
             killpg(self.pid, sig)
         if sig == _signal.SIGKILL:
             self._group_killed.set()
@@ -199,7 +211,7 @@ class LocalProcess(ExecProcess):
         """
         self._popen.poll()  # reaps at once: the child is known to have exited
         self._reaped = True
-        if not self._group_gone:
+        if self._own_group and not self._group_gone:
             await wait_group_gone(self.pid)
             self._group_gone = True
         self._forget_group()
@@ -323,7 +335,8 @@ class LocalProcess(ExecProcess):
 
     async def signal(self, sig: int | _signal.Signals) -> None:
         """See :meth:`ExecProcess.signal`. Still reaches the group (grandchildren that
-        outlive the child) after ``Closed``, until the block is left.
+        outlive the child) after ``Closed``, until the block is left. A child in this
+        process's group (``LocalBackend(start_new_session=False)``) is signalled alone.
 
         For SIGKILL, returns once no process of the group is alive any more (at most
         :data:`GROUP_EXIT_TIMEOUT` seconds), so that a kill is complete when it returns;

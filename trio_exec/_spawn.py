@@ -1,5 +1,5 @@
-"""Spawning a local child: its pipes or terminal, ``Popen`` in a new session, and the
-mapping of a failed spawn to :class:`~trio_exec.SpawnError`."""
+"""Spawning a local child: its pipes or terminal, ``Popen`` in a new session (or in this
+process's group), and the mapping of a failed spawn to :class:`~trio_exec.SpawnError`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ class Child:
     outputs: list[tuple[OutputStream, int]]
     stdin: trio.lowlevel.FdStream | None
     master: int | None
+    own_group: bool = True
+    """Whether the child leads a new session and process group (its pid is the group id)."""
 
 
 async def spawn(
@@ -53,10 +55,15 @@ async def spawn(
     arg0: str | None,
     window: tuple[int, int] | None = None,
     keeper: Keeper | None = None,
+    start_new_session: bool = True,
+    inherit_stderr: bool = False,
 ) -> Child:
     """Start the child in a new session with its pipes or terminal.
 
-    A terminal gets its size (``window``, else 24x80) before the child is forked, so the
+    With ``start_new_session=False`` (not with ``tty``, which needs a session of its own)
+    the child stays in this process's session and process group. With
+    ``inherit_stderr`` a non-tty child writes its stderr to this process's descriptor 2
+    instead of a pipe (so the session has no stderr output). A terminal gets its size (``window``, else 24x80) before the child is forked, so the
     child never sees another one. With a ``keeper``, the worker thread starts it if
     needed before the spawn and registers the child's group right after it.
 
@@ -85,10 +92,14 @@ async def spawn(
             out_r, stdout = os.pipe()
             parent_fds.append(out_r)
             child_fds.append(stdout)
-            err_r, stderr = os.pipe()
-            parent_fds.append(err_r)
-            child_fds.append(stderr)
-            outputs += [(OutputStream.STDOUT, out_r), (OutputStream.STDERR, err_r)]
+            outputs.append((OutputStream.STDOUT, out_r))
+            if inherit_stderr:
+                stderr = 2
+            else:
+                err_r, stderr = os.pipe()
+                parent_fds.append(err_r)
+                child_fds.append(stderr)
+                outputs.append((OutputStream.STDERR, err_r))
             if pipe_stdin:
                 stdin, stdin_w = os.pipe()
                 child_fds.append(stdin)
@@ -109,7 +120,7 @@ async def spawn(
                 stderr=stderr,
                 cwd=cwd,
                 env=env,
-                start_new_session=True,
+                start_new_session=start_new_session,
                 preexec_fn=preexec,
             )
             if keeper is not None:
@@ -138,4 +149,5 @@ async def spawn(
         outputs=outputs,
         stdin=None if stdin_w is None else trio.lowlevel.FdStream(stdin_w),
         master=master,
+        own_group=start_new_session,
     )

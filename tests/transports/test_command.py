@@ -10,12 +10,11 @@ from contextlib import AsyncExitStack
 
 import pytest
 import trio
-import trio.testing
 
 import trio_exec as tx
 import trio_exec._command
 import trio_exec._remote.connection
-from trio_exec._command import STDERR_LINE_BYTES, _StderrCapture, connect_command
+from trio_exec._command import STDERR_LINE_BYTES, connect_command
 from trio_exec.testing import check_event_stream
 
 from ..conformance.helpers import TIMEOUT, collect, group_alive
@@ -313,14 +312,10 @@ async def test_a_long_stderr_line_in_one_chunk_is_logged_in_pieces() -> None:
 
     handler = Collect()
     logger.addHandler(handler)
-    send, receive = trio.testing.memory_stream_one_way_pair()
-    capture = _StderrCapture(receive, logger, "cmd")
+    capture = tx.StderrCapture(logger, label="cmd", defer_errors=True)
     try:
-        with trio.fail_after(TIMEOUT):
-            await send.send_all(b"x" * (STDERR_LINE_BYTES + 10) + b"\r\nend\r")
-            await send.aclose()
-            await capture.drain()
-        capture.finish()
+        capture._feed(b"x" * (STDERR_LINE_BYTES + 10) + b"\r\nend\r")
+        capture._finish()
     finally:
         logger.removeHandler(handler)
     assert messages == [f"cmd: {'x' * STDERR_LINE_BYTES}", f"cmd: {'x' * 10}", "cmd: end"]

@@ -32,7 +32,8 @@ protocols such as MCP stdio: one message per line, a bounded line length.
 Modules, imported bottom to top:
 
 * ``process``: :class:`ProcessStream`, the stream over a session.
-* ``stderr``: the forwarding of a child's stderr to a callback or a logger (lines).
+* ``stderr``: the forwarding of a child's stderr to a callback or a logger (lines), and
+  the end of it kept (:class:`StderrCapture`).
 * ``open``: :func:`open_stream`, the block that owns the session.
 * ``reader``: :class:`LineReader`, on the one line splitter of ``trio_exec._lines``.
 """
@@ -42,7 +43,13 @@ from __future__ import annotations
 from .open import open_stream
 from .process import DEFAULT_EOF_TIMEOUT, KILL_TIMEOUT, ProcessStream
 from .reader import LINE_READER_MAX_BYTES, LINE_RECEIVE_BYTES, LineReader, LineTooLongError
-from .stderr import STDERR_LINE_BYTES, STDERR_LOGGER_NAME, StderrSink
+from .stderr import (
+    STDERR_LINE_BYTES,
+    STDERR_LOG_LEVEL,
+    STDERR_LOGGER_NAME,
+    StderrCapture,
+    StderrSink,
+)
 
 __all__ = [
     "DEFAULT_EOF_TIMEOUT",
@@ -51,9 +58,11 @@ __all__ = [
     "LINE_RECEIVE_BYTES",
     "STDERR_LINE_BYTES",
     "STDERR_LOGGER_NAME",
+    "STDERR_LOG_LEVEL",
     "LineReader",
     "LineTooLongError",
     "ProcessStream",
+    "StderrCapture",
     "StderrSink",
     "open_stream",
 ]

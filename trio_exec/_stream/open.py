@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -13,7 +12,7 @@ from .._events import OutputStream
 from .._log import DEFAULT_RETAINED_BYTES
 from .._util import open_service_nursery
 from .process import DEFAULT_EOF_TIMEOUT, ProcessStream, _subscribe
-from .stderr import StderrSink, _StderrForwarder
+from .stderr import StderrCapture, StderrSink
 
 __all__ = ["open_stream"]
 
@@ -27,7 +26,7 @@ def open_stream(
     *,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
-    stderr: StderrSink = None,
+    stderr: StderrSink | StderrCapture = None,
     grace: float = DEFAULT_GRACE,
     eof_timeout: float = DEFAULT_EOF_TIMEOUT,
     process_id: str | None = None,
@@ -52,7 +51,9 @@ def open_stream(
             ``"<process id>: <line>"`` (decoded as UTF-8 with replacement, lines above
             :data:`STDERR_LINE_BYTES` split); None (the default) is the logger
             :data:`STDERR_LOGGER_NAME`. Stderr flows to it whether or not stdout is read:
-            an unread stdout holds back only the child's writes to stdout.
+            an unread stdout holds back only the child's writes to stdout. A
+            :class:`StderrCapture` wraps one of these and also keeps the end of the
+            stderr, tells when it ended, and can hold back the sink's exception.
         grace: seconds between SIGTERM and SIGKILL when the child is terminated.
         eof_timeout: seconds ``aclose`` gives the child to see its stdin closed and exit
             by itself (see :meth:`ProcessStream.aclose`).
@@ -70,8 +71,7 @@ def open_stream(
     **Cancellation:** as for an exception: the child is terminated and reaped before
     Cancelled propagates.
     """
-    if not (stderr is None or isinstance(stderr, logging.Logger) or callable(stderr)):
-        raise TypeError(f"stderr must be a callable, a logging.Logger or None, not {stderr!r}")
+    capture = stderr if isinstance(stderr, StderrCapture) else StderrCapture(stderr)
     check_seconds("grace", grace)
     check_seconds("eof_timeout", eof_timeout)
     return _open_stream(
@@ -79,7 +79,7 @@ def open_stream(
         argv,
         cwd=cwd,
         env=env,
-        stderr=stderr,
+        capture=capture,
         grace=grace,
         eof_timeout=eof_timeout,
         process_id=process_id,
@@ -94,14 +94,13 @@ async def _open_stream(
     *,
     cwd: str | os.PathLike[str] | None,
     env: Mapping[str, str] | None,
-    stderr: StderrSink,
+    capture: StderrCapture,
     grace: float,
     eof_timeout: float,
     process_id: str | None,
     retain_bytes: int,
 ) -> AsyncIterator[ProcessStream]:
     body_error: BaseException | None = None
-    forwarder: _StderrForwarder | None = None
     async with open_service_nursery() as nursery:  # a failing stderr callback as itself
         try:
             async with backend.open_process(
@@ -115,10 +114,8 @@ async def _open_stream(
             ) as proc:
                 # Both subscriptions are taken before the first checkpoint: nothing is missed.
                 stream = ProcessStream(proc, grace=grace, eof_timeout=eof_timeout)
-                forwarder = _StderrForwarder(
-                    _subscribe(proc, _STDERR_STREAMS), stderr, proc.process_id
-                )
-                nursery.start_soon(forwarder.run)
+                capture._attach(_subscribe(proc, _STDERR_STREAMS), proc.process_id)
+                nursery.start_soon(capture._run)
                 try:
                     yield stream
                 except BaseException:
@@ -129,8 +126,7 @@ async def _open_stream(
             body_error = exc
         finally:
             nursery.cancel_scope.cancel()
-    if forwarder is not None:
-        forwarder.finish()
+    capture._finish()
     if body_error is not None:
         try:
             raise body_error

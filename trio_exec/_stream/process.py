@@ -33,6 +33,10 @@ _STDOUT_STREAMS: Final = frozenset({OutputStream.STDOUT, OutputStream.PTY})
 """What :class:`ProcessStream` reads: stdout, or a terminal's merged output."""
 
 
+_UNWRITABLE: Final = {WriteStatus.STDIN_CLOSED: ": Broken pipe, the child exited or closed it"}
+"""What a write status other than ACCEPTED means for a stream that did not send EOF."""
+
+
 def _subscribe(process: ExecProcess, streams: frozenset[OutputStream]) -> EventSubscription:
     """A new subscription to ``streams`` of ``process``'s log (closable synchronously,
     pollable)."""
@@ -98,6 +102,7 @@ class ProcessStream(trio.abc.HalfCloseableStream):
         # Closing.
         self._closed = False
         self._close_done = trio.Event()
+        self._terminated = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "eof sent" if self._eof_sent else "open"
@@ -107,6 +112,12 @@ class ProcessStream(trio.abc.HalfCloseableStream):
     def process(self) -> ExecProcess:
         """The process session: its ``process_id``, ``exit_code``, ``wait()``, ``signal()``..."""
         return self._process
+
+    @property
+    def terminated(self) -> bool:
+        """Whether :meth:`aclose` had to terminate the child (SIGTERM, then SIGKILL after
+        ``grace``) because it had not exited by itself within ``eof_timeout`` seconds."""
+        return self._terminated
 
     # -- send side -------------------------------------------------------------------------
 
@@ -149,8 +160,9 @@ class ProcessStream(trio.abc.HalfCloseableStream):
                 return
             status = await self._call_send_side(partial(self._process.write, payload))
             if status is not WriteStatus.ACCEPTED:
+                why = _UNWRITABLE.get(status, "")
                 self._send_broken = (
-                    f"the child's stdin cannot be written ({status.value}); "
+                    f"the child's stdin cannot be written ({status.value}{why}); "
                     f"process {self._process.process_id!r}"
                 )
                 raise trio.BrokenResourceError(self._send_broken)
@@ -354,11 +366,11 @@ class ProcessStream(trio.abc.HalfCloseableStream):
                         await proc.wait()
                 except UnsupportedOperation:
                     pass  # a server without closeStdin: terminate without the wait
-            await proc.terminate(self._grace)
+            self._terminated = await proc.terminate(self._grace)
         except trio.Cancelled:
             with trio.CancelScope(shield=True), trio.move_on_after(KILL_TIMEOUT):
                 try:
-                    await proc.terminate(0.0)
+                    self._terminated |= await proc.terminate(0.0)
                 except TrioExecError:
                     pass
             raise
