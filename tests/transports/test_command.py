@@ -320,3 +320,13 @@ async def test_a_long_stderr_line_in_one_chunk_is_logged_in_pieces() -> None:
         logger.removeHandler(handler)
     assert messages == [f"cmd: {'x' * STDERR_LINE_BYTES}", f"cmd: {'x' * 10}", "cmd: end"]
     assert capture.error is None
+
+
+async def test_the_command_runs_in_our_process_group() -> None:
+    """So that a terminal's Ctrl-C reaches ``ssh`` too."""
+    pids: list[int] = []
+    argv = serving_after("echo $$ >&2")
+    with trio.fail_after(TIMEOUT):
+        async with connect_command(argv, stderr=lambda data: pids.append(int(data))):
+            assert os.getpgid(pids[0]) == os.getpgrp()
+    assert not pid_alive(pids[0])
