@@ -268,15 +268,18 @@ async def connect_command(
     to be killed may leave its processes behind (over ``ssh``, the remote server still
     sees end of file when the connection drops).
 
-    The command runs in this process's process group: a terminal's Ctrl-C reaches it too
-    (``ssh`` then drops the connection, and the remote server ends the session as on end
-    of file).
+    The command runs in this process's process group (a :class:`LocalBackend` with
+    ``start_new_session=False``): a terminal's Ctrl-C reaches it too (``ssh`` then drops
+    the connection, and the remote server ends the session as on end of file). Its
+    SIGTERM and SIGKILL go to the command alone, as there is no group of its own to kill:
+    a local process the command started and left behind is not killed (``ssh`` leaves
+    none unless told to, as with ``ControlPersist``).
 
     **Cancellation:** the command is shut down exactly as when the block is left, shielded
     from the cancellation, so a cancelled caller waits at most
     :data:`COMMAND_EXIT_TIMEOUT` + :data:`COMMAND_TERMINATE_TIMEOUT` +
-    :data:`STDERR_DRAIN_TIMEOUT` seconds plus the reaping after SIGKILL; no process is
-    left behind.
+    :data:`STDERR_DRAIN_TIMEOUT` seconds plus the reaping after SIGKILL; the command is
+    never left behind.
     """
     argv = check_argv(argv)
     # In this process's group, so that a terminal's Ctrl-C reaches the command.

@@ -62,8 +62,6 @@ class LocalProcess(ExecProcess):
         self.pid: Final = child.popen.pid
         """The child's pid, which is also its process group id (unless the backend was
         made with ``start_new_session=False``)."""
-        self._own_group = child.own_group
-        """Whether the child leads a group of its own; if not, only the child is signalled."""
         self.tty: Final = child.master is not None
         """Whether the child runs on a pseudo-terminal."""
         self._master = child.master
@@ -76,6 +74,8 @@ class LocalProcess(ExecProcess):
         self._done = trio.Event()
         self._tasks_scope = trio.CancelScope(shield=True)
         self._group_gone = False
+        self._own_group = child.own_group
+        """Whether the child leads a group of its own; if not, only the child is signalled."""
         self._keeper = keeper
         """The keeper that has the group registered, until the group is forgotten."""
         self._group_killed = trio.Event()
