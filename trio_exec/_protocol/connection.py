@@ -16,7 +16,7 @@ class of its own rather than one class switching on a role:
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, final
 
 from .._errors import ProtocolError
 from .codec import decode_params, make_error_response, make_response
@@ -59,6 +59,7 @@ reference names its transport there)."""
 _State = ConnectionState
 
 
+@final
 class ClientConnection(RpcEndpoint):
     """The client's end: ``initialize``, then ``initialized``, then exec requests.
 
@@ -146,6 +147,7 @@ class ClientConnection(RpcEndpoint):
                 )
 
 
+@final
 class ServerConnection(RpcEndpoint):
     """The server's end: admits ``initialize`` once, then exec methods after ``initialized``.
 

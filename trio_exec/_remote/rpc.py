@@ -5,7 +5,7 @@ its handling of notifications (see the package docstring)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, final
 
 from .._protocol import ClientConnection, ConnectionEvent, Notification, NotificationReceived
 from .._rpc import DISCONNECTED, RpcPeer, _PendingCall
@@ -27,6 +27,7 @@ rest of the group (no ``signals`` extension; with it the wait is :data:`SHUTDOWN
 When it passes, the log fails."""
 
 
+@final
 class _RpcClient(RpcPeer):
     """Requests and responses of one connection to an exec server; see the package docstring.
 
