@@ -30,6 +30,16 @@ LAZY_CYCLE_EDGES: Final = frozenset({("trio_exec._backend", "trio_exec._stream")
 :meth:`ExecBackend.open_stream` is part of the interface, while ``open_stream`` is built
 on that interface (it imports ``_backend``)."""
 
+CONNECTION_LAYERS: Final = (
+    ("trio_exec._protocol",),
+    ("trio_exec._transport",),
+    ("trio_exec._rpc",),
+    ("trio_exec._remote", "trio_exec._server"),
+)
+"""The layers of a connection, lowest first (a name covers its subpackage): the sans-IO
+rules, the transports, the symmetric RPC peer, then the two roles that run it. A module
+of one layer imports none of a higher layer."""
+
 
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
@@ -167,6 +177,30 @@ def test_the_graph_sees_imports() -> None:
     assert "trio_exec._pty" in graph["trio_exec._spawn"]  # from . import _pty
     assert "trio_exec._log" in graph["trio_exec._backend"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def _layer(module: str) -> int | None:
+    for index, names in enumerate(CONNECTION_LAYERS):
+        if any(module == name or module.startswith(f"{name}.") for name in names):
+            return index
+    return None
+
+
+def test_connection_layers_import_downwards() -> None:
+    graph, lazy = import_graph()
+    edges = {(a, b) for a, targets in graph.items() for b in targets} | lazy
+    upwards = [
+        (source, target)
+        for source, target in sorted(edges)
+        if (low := _layer(source)) is not None
+        and (high := _layer(target)) is not None
+        and high > low
+    ]
+    assert upwards == []
+    # Both roles run the one peer, which runs the rules over a transport.
+    assert {"trio_exec._protocol", "trio_exec._transport"} <= graph["trio_exec._rpc"]
+    assert "trio_exec._rpc" in graph["trio_exec._remote.rpc"]
+    assert "trio_exec._rpc" in graph["trio_exec._server.connection"]
 
 
 def test_module_sizes() -> None:

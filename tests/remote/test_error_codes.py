@@ -16,19 +16,16 @@ import trio
 import trio_exec as tx
 from trio_exec import _protocol as protocol
 from trio_exec._protocol import (
-    ErrorResponse,
+    Answered,
+    ClientConnection,
     InitializedNotification,
     InitializeParams,
     InitializeResult,
     ReadParams,
     Reply,
     RequestParams,
-    Response,
-    RpcClientState,
     StartParams,
-    decode_message,
     encode_message,
-    make_notification,
     path_to_file_uri,
 )
 from trio_exec._transport import MessageTransport, open_websocket_transport
@@ -72,12 +69,12 @@ def test_another_code_builds_a_plain_remote_error() -> None:
 
 
 class RawClient:
-    """Requests through the client's own request matching (:class:`RpcClientState`), with
+    """Requests through the client's own connection rules (:class:`ClientConnection`), with
     the method or the params of a request replaced by anything, to provoke every code."""
 
     def __init__(self, transport: MessageTransport) -> None:
         self.transport = transport
-        self.state = RpcClientState()
+        self.state = ClientConnection()
 
     async def request(
         self, params: RequestParams, *, method: str | None = None, raw_params: object = None
@@ -90,11 +87,10 @@ class RawClient:
         with trio.fail_after(TIMEOUT):
             await self.transport.send(encode_message(request))
             while True:
-                message = decode_message(await self.transport.receive())
-                if isinstance(message, Response | ErrorResponse):
-                    reply = self.state.receive_response(message)
-                    assert reply is not None
-                    return reply
+                event = self.state.receive_frame(await self.transport.receive())
+                if isinstance(event, Answered):
+                    assert event.reply is not None
+                    return event.reply
 
     async def initialize(self, resume_session_id: str | None = None) -> Reply:
         params = InitializeParams(
@@ -102,7 +98,7 @@ class RawClient:
         )
         reply = await self.request(params)
         if reply.error is None:
-            notification = make_notification(InitializedNotification())
+            notification = self.state.send_notification(InitializedNotification())
             with trio.fail_after(TIMEOUT):
                 await self.transport.send(encode_message(notification))
         return reply

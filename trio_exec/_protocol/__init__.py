@@ -1,4 +1,4 @@
-"""The sans-IO protocol layer: typed messages, the wire codec and request matching.
+"""The sans-IO protocol layer: typed messages, the wire codec and the connection rules.
 
 Theory of operation
 -------------------
@@ -14,7 +14,22 @@ objects come out, and back:
   :func:`make_request`, :func:`make_response` and :func:`make_notification` go the
   other way. The classes know nothing of JSON: one private cattrs converter owns the
   camelCase renames, base64, enums and optional fields.
-* **Matching.** :class:`RpcClientState` allocates request ids and matches responses.
+* **Connection rules.** :class:`ClientConnection` and :class:`ServerConnection` are the
+  two ends of one connection, as state machines in h11's style: the owner feeds each
+  incoming frame, whole, to ``receive_frame`` and gets one event back
+  (:data:`ConnectionEvent`): a matched response (:class:`Answered`, with its typed
+  :class:`Reply`), a notification, an ``initialize`` / ``initialized`` / exec request
+  the handshake admits, a :class:`Refusal` (the error answer to send, with the exact
+  codes and messages of the reference), or :class:`Ignored`. What the owner sends comes
+  from calls too (``send_request`` allocates the id, ``accept_initialize`` answers the
+  handshake). Both walk the same :class:`ConnectionState`: NEW -> INITIALIZING ->
+  INITIALIZED -> READY (``initialize`` once, then ``initialized``; exec methods only
+  when READY), CLOSED once the owner closed it, ERROR once the other end broke the
+  protocol (the client's view of a malformed frame or a response to an unknown id), after
+  which it refuses to be used. The server never enters ERROR: it answers or ignores
+  every frame. Limits that need the server's state (its session table, requests in
+  flight, a stop under way) are the owner's; the trio layer, :class:`trio_exec._rpc.RpcPeer`,
+  does the I/O.
 * **Framing.** :class:`LineDecoder` splits a byte stream into NDJSON lines (stdio).
 
 Every decoding failure raises :class:`RpcDecodeError`, a :class:`ProtocolError` that
@@ -43,7 +58,10 @@ Modules, each importing only those above it
 * ``converter``: the one cattrs converter (camelCase, base64, strict types, error paths).
 * ``codec``: :func:`decode_message` / :func:`encode_message` and the typed ``decode_*`` /
   ``make_*`` functions.
-* ``rpc``: :class:`RpcClientState`, :class:`Reply`.
+* ``rpc``: :class:`ConnectionState`, the events, :class:`Reply` and :class:`RpcEndpoint`
+  (what both roles share: request ids and matching, CLOSED and ERROR).
+* ``connection``: :class:`ClientConnection`, :class:`ServerConnection` (the handshake and
+  admission of each role).
 * ``framing``: :class:`LineDecoder`, on the one line splitter of ``trio_exec._lines``
   (imports nothing else of the package).
 
@@ -78,6 +96,11 @@ from .codes import (
     UNKNOWN_REQUEST_ID,
     Extension,
     ProcessSignal,
+)
+from .connection import (
+    PROTOCOL_PARSE_PREFIX,
+    ClientConnection,
+    ServerConnection,
 )
 from .converter import (
     WIRE_INT_MAX,
@@ -130,8 +153,17 @@ from .messages import (
     WriteResult,
 )
 from .rpc import (
+    Answered,
+    ConnectionEvent,
+    ConnectionState,
+    Ignored,
+    InitializedReceived,
+    InitializeReceived,
+    NotificationReceived,
+    Refusal,
     Reply,
-    RpcClientState,
+    RequestReceived,
+    RpcEndpoint,
 )
 from .rules import (
     MAX_WINDOW_DIMENSION,
@@ -151,23 +183,31 @@ __all__ = [
     "MAX_WINDOW_DIMENSION",
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
+    "PROTOCOL_PARSE_PREFIX",
     "REQUEST_ID_MAX",
     "REQUEST_ID_MIN",
     "SESSION_ALREADY_ATTACHED",
     "UNKNOWN_REQUEST_ID",
     "WIRE_INT_MAX",
     "WIRE_INT_MIN",
+    "Answered",
+    "ClientConnection",
     "CloseStdinParams",
     "CloseStdinResult",
     "ClosedNotification",
+    "ConnectionEvent",
+    "ConnectionState",
     "EnvironmentInfo",
     "ErrorObject",
     "ErrorResponse",
     "ExitedNotification",
     "Extension",
+    "Ignored",
     "InitializeParams",
+    "InitializeReceived",
     "InitializeResult",
     "InitializedNotification",
+    "InitializedReceived",
     "LineDecoder",
     "LineTooLong",
     "ListParams",
@@ -175,21 +215,25 @@ __all__ = [
     "Message",
     "Notification",
     "NotificationParams",
+    "NotificationReceived",
     "OutputNotification",
     "ProcessInfo",
     "ProcessNotification",
     "ProcessSignal",
     "ReadParams",
+    "Refusal",
     "Reply",
     "Request",
     "RequestId",
     "RequestParams",
+    "RequestReceived",
     "RequestResult",
     "ResizeParams",
     "ResizeResult",
     "Response",
-    "RpcClientState",
     "RpcDecodeError",
+    "RpcEndpoint",
+    "ServerConnection",
     "ShellInfo",
     "SignalParams",
     "SignalResult",

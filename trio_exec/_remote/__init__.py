@@ -7,12 +7,17 @@ One connection to an exec server (``trio-exec serve`` or the reference ``codex e
 
 * the **writer**, which sends queued requests one at a time, so a cancelled caller never
   leaves a half-sent message on the transport;
-* the **reader**, which takes every incoming message in order: a response completes its
-  call (matched by id through :class:`~trio_exec._protocol.RpcClientState`), a notification
-  is routed by ``processId`` to its process, and an unexpected request from the server is
-  answered with a -32601 error;
+* the **reader**, which takes every incoming message in order and feeds it to the
+  connection's :class:`~trio_exec._protocol.ClientConnection` (the handshake, request
+  matching, the ERROR state): a response completes its call (matched by id), a
+  notification is routed by ``processId`` to its process, an unexpected request from the
+  server is answered with a -32601 error, and a malformed message or a response to an
+  unknown id breaks the connection (a protocol error);
 * one **publisher** per process, which moves the process's ordered events into its
   :class:`~trio_exec._log.ProcessLog`.
+
+The writer and the reader are those of :class:`~trio_exec._rpc.RpcPeer`, the symmetric
+RPC peer that the server's connections run too.
 
 These tasks are shielded from a cancellation of the scope around the backend block until
 that block is left: the process blocks inside it shut down (shielded) through a working
@@ -107,8 +112,9 @@ type hints only):
 
 * ``errors``: what a failed ``process/start`` raises; which exceptions mean the transport
   went away.
-* ``rpc``: ``_RpcClient``, the writer and reader of one connection, requests matched to
-  their responses, the cap on requests in flight.
+* ``rpc``: ``_RpcClient``, the client's :class:`~trio_exec._rpc.RpcPeer` (writer and
+  reader of one connection, requests matched to their responses) with its cap on
+  requests in flight and its dispatch of notifications.
 * ``route``: ``_Route``, one process's ``seq`` order, catch-up splice and publishing into
   its log; ``_Budget``, the read-ahead bound of a connection.
 * ``process``: :class:`RemoteProcess`.

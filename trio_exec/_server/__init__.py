@@ -11,8 +11,9 @@ checking only):
 * :mod:`.session`: sessions, their process tables and entries, and the holds and pins that
   keep output retained for a resume;
 * :mod:`.methods`: the ``process/*`` methods, performed on a session's table;
-* :mod:`.connection`: one connection's reader, writer, dispatch, handshake, handler and
-  forwarder tasks;
+* :mod:`.connection`: one connection: the server's side of the RPC peer
+  (:class:`~trio_exec._rpc.RpcPeer`, with the rules of a
+  :class:`~trio_exec._protocol.ServerConnection`), admission, handler and forwarder tasks;
 * :mod:`.server`: :class:`ExecServer` (its connections and sessions, statistics, graceful
   stop) and :func:`serve_stdio`;
 * :mod:`.websocket`: the websocket port (HTTP head, routing, Origin and bearer checks, the
@@ -25,15 +26,21 @@ one back, see below), which owns a process table (process ids are scoped to the 
 in the reference server); a session is attached to at most one connection at a time. A
 connection runs these tasks in one nursery:
 
-* the **reader** receives frames, decodes them and dispatches them *in arrival order*. The
-  handshake (``initialize`` / ``initialized``) and every decoding error are handled inline,
-  so their effect is ordered with the frames that follow. Every other request gets its own
-  **handler** task, so a long-poll ``process/read`` never delays another request. A
+* the **reader** (of the connection's :class:`~trio_exec._rpc.RpcPeer`) receives frames and
+  feeds them to the connection's :class:`~trio_exec._protocol.ServerConnection`, whose
+  events it dispatches *in arrival order*. The handshake (``initialize`` /
+  ``initialized``) and every decoding error are decided there, synchronously, and
+  answered inline, so their effect is ordered with the frames that follow; only
+  ``initialize`` waits, inline, for the session it creates or resumes. Every other
+  request gets its own **handler** task, so a long-poll ``process/read`` never delays
+  another request. A
   semaphore bounds the handlers in flight (:data:`MAX_IN_FLIGHT_REQUESTS`): a request
   beyond it is answered at once with a -32600 error (the client may retry it), so memory
   stays bounded and the connection keeps flowing.
-* the **writer** is the only task that sends on the transport. Everything else puts encoded
-  messages on a bounded memory channel (:data:`OUTBOUND_QUEUE_MESSAGES`). Reading and
+* the **writer** (of the peer too) is the only task that sends on the transport.
+  Everything else puts encoded messages on the peer's outbox, bounded here
+  (:data:`OUTBOUND_QUEUE_MESSAGES`), each with what to do once the transport took it
+  (the resume pins of ``_Connection._forward``). Reading and
   writing are independent, so pipelining any number of requests never deadlocks (the
   reference's single-task pump deadlocks near 230 pipelined requests).
 * one **forwarder** per process of the attached session turns the events of a

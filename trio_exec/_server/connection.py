@@ -1,53 +1,56 @@
-"""One connection: its reader, writer, dispatch, handshake, handlers and forwarders.
+"""One connection: the server's side of the RPC peer, its admission, handlers and forwarders.
 
-See :mod:`trio_exec._server` for how the tasks of a connection work together.
+The reader, writer and outbox are a :class:`~trio_exec._rpc.RpcPeer`, the handshake rules a
+:class:`~trio_exec._protocol.ServerConnection`; see :mod:`trio_exec._server` for how the
+tasks of a connection work together.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import trio
 import trio_websocket
 
-from .._errors import ConnectionLost, RemoteError
+from .._errors import RemoteError
 from .._events import Closed, Event, Exited, Failed, Output
 from .._log import EventSubscription
 from .._protocol import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
     SESSION_ALREADY_ATTACHED,
-    UNKNOWN_REQUEST_ID,
     ClosedNotification,
     CloseStdinParams,
-    ErrorResponse,
+    ConnectionEvent,
     ExitedNotification,
     Extension,
+    Ignored,
     InitializeParams,
+    InitializeReceived,
     InitializeResult,
     Notification,
     OutputNotification,
-    Request,
     RequestId,
     RequestParams,
-    Response,
-    RpcDecodeError,
+    RequestReceived,
+    ServerConnection,
     StartParams,
     StartResult,
     WriteParams,
-    decode_message,
-    decode_params,
-    encode_message,
     make_error_response,
     make_notification,
     make_response,
 )
 from .._pump import READ_CHUNK_BYTES
-from .._transport import MessageTransport, StreamTransport, WebSocketTransport
+from .._rpc import RpcPeer
+from .._transport import (
+    WEBSOCKET_DISCONNECT_TIMEOUT,
+    MessageTransport,
+    StreamTransport,
+    WebSocketTransport,
+)
 from .environment import _environment_info
 from .methods import call, start_process
 from .session import _advance, _Entry, _Session, _subscribe, _Unsent
@@ -87,7 +90,6 @@ slowly slows the children (through the event subscriptions) instead of growing m
 SERVER_EXTENSIONS: Final = tuple(extension.value for extension in Extension)
 """The extensions this server advertises in the ``initialize`` result: all of them."""
 
-_PROTOCOL_PARSE_PREFIX: Final = "failed to parse JSON-RPC message: "
 _GOING_AWAY_REASON: Final = "the exec server is shutting down"
 _STDIO_PARSE_PREFIX: Final = "failed to parse JSON-RPC message from exec-server stdio"
 
@@ -109,16 +111,8 @@ def _websocket_parse_prefix(address: str, port: int) -> str:
     return f"failed to parse websocket JSON-RPC message from exec-server websocket {host}:{port}"
 
 
-class _Handshake(enum.Enum):
-    """Where a connection is in the ``initialize`` / ``initialized`` handshake."""
-
-    NEW = "new"
-    INITIALIZED = "initialized"  # initialize answered; waiting for `initialized`
-    READY = "ready"
-
-
 class _Connection:
-    """One connection: its tasks, its handshake state and its session."""
+    """One connection: its peer, its admission of requests and its session."""
 
     def __init__(
         self,
@@ -129,23 +123,23 @@ class _Connection:
         detachable: bool = False,
     ) -> None:
         self._server = server
-        self._transport = transport
-        self._parse_error_prefix = parse_error_prefix
+        self._rules = ServerConnection(parse_error_prefix=parse_error_prefix)
+        self._peer = RpcPeer(
+            transport,
+            self._rules,
+            on_event=self._dispatch,
+            on_failure=self._ended,
+            outbox_messages=OUTBOUND_QUEUE_MESSAGES,
+            close_timeout=WEBSOCKET_DISCONNECT_TIMEOUT,  # as ExecServer closes transports
+        )
         self.detachable = detachable
         """Whether losing this connection detaches its session (websocket) or ends it."""
-        self._handshake = _Handshake.NEW
         self.session: _Session | None = None
         """Set by ``initialize``; kept after the connection ended (its tasks wind down)."""
         self.host: trio.Nursery | None = None
         """Where a session created on this connection runs (set by ``ExecServer._serve``)."""
         self._slots = trio.Semaphore(server.max_in_flight)
         self._write_tails: dict[str, trio.Event] = {}
-        # Each message with what to do once the transport took it (see _forward).
-        send, receive = trio.open_memory_channel[tuple[str, Callable[[], None] | None]](
-            OUTBOUND_QUEUE_MESSAGES
-        )
-        self._outbound = send
-        self._outbound_receive = receive
         self._nursery: trio.Nursery | None = None
         self._forwarders = 0
         self._forwarders_changed = trio.lowlevel.ParkingLot()
@@ -158,17 +152,22 @@ class _Connection:
 
     @property
     def queued_messages(self) -> int:
-        return self._outbound.statistics().current_buffer_used
+        return self._peer.queued_messages
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
-                nursery.start_soon(self._writer)
-                await self._reader()
+                await self._peer.run()
             finally:
                 self._leave()
             nursery.cancel_scope.cancel()
+
+    def _ended(self, message: str) -> None:
+        """The peer is gone (or the outbox was finished and sent): detach (or end) the
+        session; the connection ends as :meth:`run` returns."""
+        _logger.debug("connection ended: %s", message)
+        self._leave()
 
     def _leave(self) -> None:
         """The connection ends: detach (or end) the session, before the forwarders stop."""
@@ -205,112 +204,45 @@ class _Connection:
             while self._forwarders:
                 await self._forwarders_changed.park()
         # The writer sends what is queued, then ends the connection.
-        self._outbound.close()
+        self._peer.finish()
         await self.ended.wait()
-
-    # -- transport ---------------------------------------------------------------------------
-
-    async def _reader(self) -> None:
-        while True:
-            try:
-                frame = await self._transport.receive()
-            except ConnectionLost as exc:
-                _logger.debug("connection ended: %s", exc)
-                return
-            await self._dispatch(frame)
-
-    async def _writer(self) -> None:
-        async with self._outbound_receive:
-            async for text, on_sent in self._outbound_receive:
-                try:
-                    await self._transport.send(text)
-                except ConnectionLost as exc:
-                    _logger.debug("connection lost while sending: %s", exc)
-                    break
-                if on_sent is not None:
-                    on_sent()
-        # The peer is gone: detach (or end) the session and end the connection.
-        self._leave()
-        assert self._nursery is not None
-        self._nursery.cancel_scope.cancel()
-
-    async def _send(
-        self,
-        message: Request | Notification | Response | ErrorResponse,
-        on_sent: Callable[[], None] | None = None,
-    ) -> None:
-        try:
-            await self._outbound.send((encode_message(message), on_sent))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # The writer stopped: the connection is ending and this task is about to be
-            # cancelled; nothing can be sent any more.
-            await trio.lowlevel.checkpoint()
 
     async def _reply_error(
         self, request_id: RequestId, code: int, message: str, data: object = None
     ) -> None:
-        await self._send(make_error_response(request_id, code, message, data))
+        await self._peer.send(make_error_response(request_id, code, message, data))
 
     # -- dispatch (in the reader task, in arrival order) ---------------------------------
 
-    async def _dispatch(self, frame: str | bytes) -> None:
-        try:
-            message = decode_message(frame)
-        except RpcDecodeError as exc:
-            await self._reply_error(UNKNOWN_REQUEST_ID, exc.code, self._frame_error(exc))
-            return
-        match message:
-            case Request():
-                await self._dispatch_request(message)
-            case Notification():
-                self._on_notification(message)
-            case Response() | ErrorResponse():
-                _logger.debug("ignored a response from the client (id %r)", message.id)
+    async def _dispatch(self, event: ConnectionEvent) -> None:
+        """Act on what the rules made of a frame (they answered what they refuse)."""
+        match event:
+            case InitializeReceived():
+                await self._initialize(event.request_id, event.params)
+            case RequestReceived():
+                await self._admit(event.request_id, event.params)
+            case Ignored():
+                _logger.debug("%s", event.reason)
 
-    def _frame_error(self, exc: RpcDecodeError) -> str:
-        if self._parse_error_prefix is None or not exc.message.startswith(_PROTOCOL_PARSE_PREFIX):
-            return exc.message
-        return f"{self._parse_error_prefix}: {exc.message.removeprefix(_PROTOCOL_PARSE_PREFIX)}"
-
-    def _on_notification(self, notification: Notification) -> None:
-        if notification.method != "initialized":
-            _logger.debug("ignored notification %r", notification.method)
-        elif self._handshake is _Handshake.INITIALIZED:
-            self._handshake = _Handshake.READY
-        elif self._handshake is _Handshake.NEW:
-            _logger.debug("ignored `initialized` before `initialize`")
-
-    async def _dispatch_request(self, request: Request) -> None:
-        try:
-            params = decode_params(request.method, request.params)
-        except RpcDecodeError as exc:
-            await self._reply_error(request.id, exc.code, exc.message)
-            return
-        if isinstance(params, InitializeParams):
-            await self._initialize(request.id, params)
-            return
-        if self._handshake is not _Handshake.READY:
-            word = "call initialize" if self._handshake is _Handshake.NEW else "send initialized"
-            message = f"client must {word} before using exec methods"
-            await self._reply_error(request.id, INVALID_REQUEST, message)
-            return
+    async def _admit(self, request_id: RequestId, params: RequestParams) -> None:
+        """Start a handler for an exec request, unless the server's limits refuse it."""
         if self._slots.value == 0:
             limit = self._server.max_in_flight
             message = (
                 f"too many requests in flight: at most {limit} per connection; "
                 "send more once answers came back"
             )
-            await self._reply_error(request.id, INVALID_REQUEST, message)
+            await self._reply_error(request_id, INVALID_REQUEST, message)
             return
         if isinstance(params, StartParams) and self._server._stopping.is_set():
-            await self._reply_error(request.id, INVALID_REQUEST, _GOING_AWAY_REASON)
+            await self._reply_error(request_id, INVALID_REQUEST, _GOING_AWAY_REASON)
             return
         self._slots.acquire_nowait()
         turn: tuple[trio.Event | None, trio.Event] | None = None
         if isinstance(params, WriteParams | CloseStdinParams):
             turn = self._take_write_turn(params.process_id)
         assert self._nursery is not None
-        self._nursery.start_soon(self._handle, request.id, params, turn)
+        self._nursery.start_soon(self._handle, request_id, params, turn)
 
     def _take_write_turn(self, process_id: str) -> tuple[trio.Event | None, trio.Event]:
         """Queue a write to ``process_id`` behind the writes that arrived before it."""
@@ -320,12 +252,9 @@ class _Connection:
         return previous, mine
 
     async def _initialize(self, request_id: RequestId, params: InitializeParams) -> None:
-        if self._handshake is not _Handshake.NEW:
-            message = "initialize may only be sent once per connection"
-            await self._reply_error(request_id, INVALID_REQUEST, message)
-            return
+        """Answer ``initialize`` (the rules admitted it: the first of the connection)."""
         if self._server._stopping.is_set():
-            await self._reply_error(request_id, INVALID_REQUEST, _GOING_AWAY_REASON)
+            await self._refuse_initialize(request_id, INVALID_REQUEST, _GOING_AWAY_REASON)
             return
         resume_id = params.resume_session_id
         if resume_id is None:
@@ -339,25 +268,27 @@ class _Connection:
             found = self._server._sessions.get(resume_id)
             if found is None or found.ended:
                 message = f"unknown session id {resume_id}"
-                await self._reply_error(request_id, INVALID_REQUEST, message)
+                await self._refuse_initialize(request_id, INVALID_REQUEST, message)
                 return
             if found.connection is not None:
                 message = f"session {resume_id} is already attached to another connection"
-                await self._reply_error(request_id, SESSION_ALREADY_ATTACHED, message)
+                await self._refuse_initialize(request_id, SESSION_ALREADY_ATTACHED, message)
                 return
             session = found
             _logger.debug("session %s resumed", resume_id)
         session.attach(self)  # no checkpoint since the checks: no other connection raced us
         self.session = session
-        self._handshake = _Handshake.INITIALIZED
         result = InitializeResult(
             session_id=session.session_id,
             extensions=SERVER_EXTENSIONS,
             environment_info=_environment_info(),
         )
-        await self._send(make_response(request_id, result))
+        await self._peer.send(self._rules.accept_initialize(request_id, result))
         # Live notifications follow the response; what happened while detached is read.
         session.forward_all(self)
+
+    async def _refuse_initialize(self, request_id: RequestId, code: int, message: str) -> None:
+        await self._peer.send(self._rules.refuse_initialize(request_id, code, message))
 
     # -- handlers (one task per request) ---------------------------------------------------
 
@@ -388,7 +319,7 @@ class _Connection:
             finally:
                 if turn is not None:
                     self._end_write_turn(params, turn[1])
-            await self._send(make_response(request_id, result))
+            await self._peer.send(make_response(request_id, result))
         finally:
             self._slots.release()
 
@@ -401,7 +332,7 @@ class _Connection:
     async def _start(self, request_id: RequestId, params: StartParams) -> None:
         assert self.session is not None
         entry = await start_process(self.session, params, self)
-        await self._send(make_response(request_id, StartResult(process_id=params.process_id)))
+        await self._peer.send(make_response(request_id, StartResult(process_id=params.process_id)))
         entry.announced.set()
 
     async def _forward(self, entry: _Entry, events: EventSubscription) -> None:
@@ -434,7 +365,7 @@ class _Connection:
                     seq = event.seq if isinstance(event, Output | Exited | Closed) else 0
                     await unsent.wait_for_room(size)
                     unsent.bytes += size
-                    await self._send(notification, partial(unsent.sent, seq, size))
+                    await self._peer.send(notification, partial(unsent.sent, seq, size))
         finally:
             unsent.pin.close()
 
