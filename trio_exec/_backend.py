@@ -33,6 +33,7 @@ from ._events import Closed, Event, OutputStream, ReadResult, WriteStatus
 from ._log import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
 
 if TYPE_CHECKING:
+    from ._protocol import EnvironmentInfo
     from ._stream import ProcessStream, StderrSink
 
 __all__ = [
@@ -127,7 +128,18 @@ def process_options(options: ProcessOptions) -> ProcessOptions:
 
 
 class ExecBackend(abc.ABC):
-    """Where processes run: :class:`LocalBackend` here, :class:`RemoteBackend` on a server."""
+    """Where processes run: :class:`LocalBackend` here, :class:`RemoteBackend` on a server.
+
+    An :class:`ExecServer` serves any backend through this interface (and
+    :class:`ExecProcess`'s) alone.
+    """
+
+    environment_info: EnvironmentInfo | None = None
+    """What is known of the side where the children run (its working directory, home,
+    shell, ...), as an exec server's ``initialize`` tells it; None when that side is this
+    process's (a :class:`LocalBackend`). A :class:`RemoteBackend` has what its server
+    told; an exec server serving the backend tells its own clients the same, so their
+    default working directory is the one where the children run."""
 
     @abc.abstractmethod
     def open_process(
@@ -248,13 +260,17 @@ class ExecProcess(abc.ABC):
             self._events = self._log.subscribe()
         return self._events
 
-    def subscribe(
-        self, *, streams: Iterable[OutputStream] | None = None
-    ) -> trio.abc.ReceiveChannel[Event]:
+    def subscribe(self, *, streams: Iterable[OutputStream] | None = None) -> EventSubscription:
         """Open another subscription: a replay of the retained events, then live ones.
 
         Nothing is lost or duplicated between the replay and the live part. Close it
         (``aclose``) when done, or it keeps holding back the child.
+
+        The channel is a cursor over the process's log (every backend's, since they all
+        keep their events in a :class:`~trio_exec._log.ProcessLog`): its ``cursor`` is the
+        seq of the next event it returns, and ``receive_nowait`` moves it on without
+        waiting. An exec server relies on both, over any backend, to skip what a client
+        reads for itself and to pin what a client may still ask for.
 
         Args:
             streams: the output streams wanted, every stream by default. The
@@ -324,6 +340,16 @@ class ExecProcess(abc.ABC):
         """The exit code once known, else None."""
         exited = self._log.exited
         return None if exited is None else exited.exit_code
+
+    @property
+    @abc.abstractmethod
+    def tty(self) -> bool:
+        """Whether the child runs on a pseudo-terminal (``open_process(tty=True)``).
+
+        Its output is then :attr:`OutputStream.PTY` and :meth:`resize` applies; an exec
+        server serving this backend answers ``process/resize`` on a process without one
+        with an error.
+        """
 
     # -- operations on the child -----------------------------------------------------------
 

@@ -353,7 +353,7 @@ class _Connection:
         result = InitializeResult(
             session_id=session.session_id,
             extensions=SERVER_EXTENSIONS,
-            environment_info=_environment_info(),
+            environment_info=_environment_info(self._server.backend),
         )
         await self._send(make_response(request_id, result))
         # Live notifications follow the response; what happened while detached is read.
