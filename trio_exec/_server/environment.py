@@ -121,24 +121,29 @@ def _child_env(params: StartParams) -> dict[str, str]:
     return dict(sorted(env.items()))
 
 
-def _child_env_options(params: StartParams) -> tuple[dict[str, str] | None, dict[str, str] | None]:
+def _child_env_options(
+    params: StartParams, backend: ExecBackend
+) -> tuple[dict[str, str] | None, dict[str, str] | None]:
     """The ``env`` and ``extra_env`` options that give the child of ``params`` its
-    environment on the server's backend.
+    environment on ``backend``.
 
-    An ``envPolicy`` that inherits the whole environment and filters nothing (what a
-    trio_exec client sends for ``env=None``) is ``env=None`` with the policy's ``set`` and
-    ``env`` as ``extra_env``: the backend's own environment, which for a remote backend
-    is its server's, where the child runs. Any other request is the exact environment
-    of :func:`_child_env`, a policy applied to this process's environment.
+    The policy applies to the environment of the side where the child runs. When that is
+    this process's (the backend has no :attr:`~trio_exec.ExecBackend.environment_info`,
+    as a :class:`~trio_exec.LocalBackend`), the exact environment of :func:`_child_env`.
+    Otherwise (a :class:`~trio_exec.RemoteBackend`: a relay) the base environment is
+    the backend's own, which only ``env=None`` reaches: an ``envPolicy`` that inherits
+    everything and filters nothing (what a trio_exec client sends for ``env=None``) is
+    ``env=None`` with its ``set`` and ``env`` as ``extra_env``; a policy that filters
+    cannot be expressed through the backend, and applies to this process's environment.
 
     Raises:
         ValueError: a malformed ``envPolicy``.
     """
     env = _child_env(params)  # validates the policy
     policy = params.env_policy
-    if policy is None or not _inherits_everything(policy):
+    if backend.environment_info is None or policy is None or not _inherits_everything(policy):
         return env, None
-    return None, dict(sorted({**policy.get("set", {}), **params.env}.items()))
+    return None, {**policy.get("set", {}), **params.env}
 
 
 def _inherits_everything(policy: Mapping[str, Any]) -> bool:

@@ -108,7 +108,7 @@ async def start_process(session: _Session, params: StartParams, starter: _Connec
     if process_id in session.processes:
         raise RemoteError(INVALID_REQUEST, f"process {process_id} already exists")
     try:
-        env, extra_env = _child_env_options(params)
+        env, extra_env = _child_env_options(params, session.server.backend)
     except ValueError as exc:
         raise RemoteError(INVALID_PARAMS, str(exc)) from None
     _make_room(session)
