@@ -8,11 +8,13 @@ processes in a way its client sees.
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -24,6 +26,7 @@ from trio_exec._util import open_service_nursery
 from trio_exec.testing import check_event_stream
 from trio_exec.testing.reference import ensure_reference, open_reference_server, open_server_process
 
+from ..conformance.helpers import group_alive
 from ..resume.proxy import CuttingProxy
 from ..transports.helpers import GROUP_AND_SERVER, STDIO_SERVER, first_line_numbers
 from .helpers import open_relay, serve_relay
@@ -184,3 +187,39 @@ async def test_a_relay_over_the_reference_says_what_its_backend_cannot_do() -> N
         result = await proc.read()
         assert result.failure is None
         assert result.closed
+
+
+async def test_a_relay_that_stops_gracefully_sends_the_final_events() -> None:
+    async with open_service_nursery() as nursery:
+        inner_url: str = await nursery.start(tx.serve_websocket, "127.0.0.1", 0)
+        async with tx.connect(inner_url) as inner:
+            relay = tx.ExecServer(backend=inner, session_end_grace=0.5)
+            relay_url: str = await nursery.start(
+                partial(tx.serve_websocket, "127.0.0.1", 0, server=relay)
+            )
+            async with tx.connect(relay_url) as backend:
+                async with backend.open_process(GROUP_AND_SERVER) as proc:
+                    pgid, _ = await first_line_numbers(proc)
+                    with trio.fail_after(TIMEOUT):
+                        await relay.aclose()
+                        # SIGTERM through the inner connection; then closed, then 1001.
+                        assert await proc.wait() == 128 + signal.SIGTERM
+                        await proc.wait_closed()
+                    assert not group_alive(pgid)
+                assert backend.failure is not None
+                assert "the exec server shut down" in backend.failure
+            assert inner.failure is None  # the relay's backend is the caller's, still open
+        nursery.cancel_scope.cancel()
+
+
+def test_the_server_uses_the_backend_interface_only() -> None:
+    # Only server.py names the local backend, for its default; nothing of the server
+    # imports the local process.
+    server_dir = Path(tx.__file__).parent / "_server"
+    local = {"_local", "_local_process"}
+    for path in sorted(server_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level and node.module in local:
+                names = {alias.name for alias in node.names}
+                assert (path.name, names) == ("server.py", {"LocalBackend"}), path
+    assert "tty" in tx.ExecProcess.__abstractmethods__
