@@ -130,9 +130,7 @@ def process_options(options: ProcessOptions) -> ProcessOptions:
 class ExecBackend(abc.ABC):
     """Where processes run: :class:`LocalBackend` here, :class:`RemoteBackend` on a server.
 
-    An :class:`ExecServer` serves any backend through this interface (and
-    :class:`ExecProcess`'s) alone.
-    """
+    An :class:`ExecServer` serves any backend, through this interface alone."""
 
     environment_info: EnvironmentInfo | None = None
     """What is known of the side where the children run (its working directory, home,
@@ -266,11 +264,9 @@ class ExecProcess(abc.ABC):
         Nothing is lost or duplicated between the replay and the live part. Close it
         (``aclose``) when done, or it keeps holding back the child.
 
-        The channel is a cursor over the process's log (every backend's, since they all
-        keep their events in a :class:`~trio_exec._log.ProcessLog`): its ``cursor`` is the
-        seq of the next event it returns, and ``receive_nowait`` moves it on without
-        waiting. An exec server relies on both, over any backend, to skip what a client
-        reads for itself and to pin what a client may still ask for.
+        It is a cursor into the process's log: ``cursor`` is the seq of the next event,
+        ``receive_nowait`` moves it on without waiting (an exec server relies on both to
+        skip what a client reads itself and to pin what it may still ask for).
 
         Args:
             streams: the output streams wanted, every stream by default. The
@@ -344,12 +340,8 @@ class ExecProcess(abc.ABC):
     @property
     @abc.abstractmethod
     def tty(self) -> bool:
-        """Whether the child runs on a pseudo-terminal (``open_process(tty=True)``).
-
-        Its output is then :attr:`OutputStream.PTY` and :meth:`resize` applies; an exec
-        server serving this backend answers ``process/resize`` on a process without one
-        with an error.
-        """
+        """Whether the child runs on a pseudo-terminal (``open_process(tty=True)``): its
+        output is then :attr:`OutputStream.PTY` and :meth:`resize` applies."""
 
     # -- operations on the child -----------------------------------------------------------
 
