@@ -9,7 +9,10 @@ kind in :data:`BACKEND_KINDS`:
 * ``remote-stdio``: :func:`trio_exec.connect_command` running ``python -m trio_exec serve
   --listen stdio`` (NDJSON over the child's stdin / stdout);
 * ``remote-ssh``: the same server behind ``ssh`` to a real sshd on 127.0.0.1 (the
-  session-scoped ``ssh_server`` fixture, which installs OpenSSH if it is missing).
+  session-scoped ``ssh_server`` fixture, which installs OpenSSH if it is missing);
+* ``relay``: our client against an exec server whose backend is itself a
+  :class:`~trio_exec.RemoteBackend` connected to our websocket server (one hop, see
+  tests/relay/helpers.py), so the server adapts any backend, not a local one alone.
 
 The server runs on this machine in every case, so the tests can still look at process
 groups with ``ps``. The hypothesis property tests use ``kind`` (tests/property) instead.
@@ -29,10 +32,11 @@ from trio_exec._command import connect_command
 from trio_exec.testing.pytest_plugin import BACKEND_KINDS as PLUGIN_BACKEND_KINDS
 from trio_exec.testing.pytest_plugin import open_backend
 
+from .relay.helpers import open_relay
 from .transports.helpers import STDIO_SERVER, ssh_argv
 from .transports.sshd import SshServer, run_sshd
 
-BACKEND_KINDS: Final = (*PLUGIN_BACKEND_KINDS, "remote-stdio", "remote-ssh")
+BACKEND_KINDS: Final = (*PLUGIN_BACKEND_KINDS, "remote-stdio", "remote-ssh", "relay")
 """The parameters of ``backend``."""
 
 BackendOpener = Callable[[], AbstractAsyncContextManager[tx.ExecBackend]]
@@ -66,6 +70,8 @@ def backend_opener(request: pytest.FixtureRequest) -> BackendOpener:
         return lambda: open_backend(kind)
     if kind == "remote-stdio":
         return lambda: connect_command(STDIO_SERVER)
+    if kind == "relay":
+        return open_relay
     assert kind == "remote-ssh", kind
     server: SshServer = request.getfixturevalue("ssh_server")
     return lambda: connect_command(ssh_argv(server.argv))
@@ -73,6 +79,6 @@ def backend_opener(request: pytest.FixtureRequest) -> BackendOpener:
 
 @pytest.fixture
 async def backend(backend_opener: BackendOpener) -> AsyncIterator[tx.ExecBackend]:
-    """Each backend in turn: ``local``, ``remote``, ``remote-stdio``, ``remote-ssh``."""
+    """Each backend in turn: ``local``, ``remote``, ``remote-stdio``, ``remote-ssh``, ``relay``."""
     async with backend_opener() as opened:
         yield opened

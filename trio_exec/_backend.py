@@ -33,6 +33,7 @@ from ._events import Closed, Event, OutputStream, ReadResult, WriteStatus
 from ._log import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
 
 if TYPE_CHECKING:
+    from ._protocol import EnvironmentInfo
     from ._stream import ProcessStream, StderrSink
 
 __all__ = [
@@ -127,7 +128,16 @@ def process_options(options: ProcessOptions) -> ProcessOptions:
 
 
 class ExecBackend(abc.ABC):
-    """Where processes run: :class:`LocalBackend` here, :class:`RemoteBackend` on a server."""
+    """Where processes run: :class:`LocalBackend` here, :class:`RemoteBackend` on a server.
+
+    An :class:`ExecServer` serves any backend, through this interface alone."""
+
+    environment_info: EnvironmentInfo | None = None
+    """What is known of the side where the children run (its working directory, home,
+    shell, ...), as an exec server's ``initialize`` tells it; None when that side is this
+    process's (a :class:`LocalBackend`). A :class:`RemoteBackend` has what its server
+    told; an exec server serving the backend tells its own clients the same, so their
+    default working directory is the one where the children run."""
 
     @abc.abstractmethod
     def open_process(
@@ -248,13 +258,15 @@ class ExecProcess(abc.ABC):
             self._events = self._log.subscribe()
         return self._events
 
-    def subscribe(
-        self, *, streams: Iterable[OutputStream] | None = None
-    ) -> trio.abc.ReceiveChannel[Event]:
+    def subscribe(self, *, streams: Iterable[OutputStream] | None = None) -> EventSubscription:
         """Open another subscription: a replay of the retained events, then live ones.
 
         Nothing is lost or duplicated between the replay and the live part. Close it
         (``aclose``) when done, or it keeps holding back the child.
+
+        It is a cursor into the process's log: ``cursor`` is the seq of the next event,
+        ``receive_nowait`` moves it on without waiting (an exec server relies on both to
+        skip what a client reads itself and to pin what it may still ask for).
 
         Args:
             streams: the output streams wanted, every stream by default. The
@@ -324,6 +336,12 @@ class ExecProcess(abc.ABC):
         """The exit code once known, else None."""
         exited = self._log.exited
         return None if exited is None else exited.exit_code
+
+    @property
+    @abc.abstractmethod
+    def tty(self) -> bool:
+        """Whether the child runs on a pseudo-terminal (``open_process(tty=True)``): its
+        output is then :attr:`OutputStream.PTY` and :meth:`resize` applies."""
 
     # -- operations on the child -----------------------------------------------------------
 

@@ -62,8 +62,7 @@ class LocalProcess(ExecProcess):
         self.pid: Final = child.popen.pid
         """The child's pid, which is also its process group id (unless the backend was
         made with ``start_new_session=False``)."""
-        self.tty: Final = child.master is not None
-        """Whether the child runs on a pseudo-terminal."""
+        self._tty: Final = child.master is not None
         self._master = child.master
         self._stdin = child.stdin
         self._stdin_closed = child.stdin is None
@@ -79,6 +78,11 @@ class LocalProcess(ExecProcess):
         self._keeper = keeper
         """The keeper that has the group registered, until the group is forgotten."""
         self._group_killed = trio.Event()
+
+    @property
+    def tty(self) -> bool:
+        """See :attr:`ExecProcess.tty`."""
+        return self._tty
 
     # -- tasks -----------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from trio_exec.testing import check_event_stream
 from trio_exec.testing.reference import open_server_process
 
 from ..conftest import BACKEND_KINDS
+from ..relay.helpers import open_relay
 from ..transports.helpers import STDIO_SERVER
 from ..transports.sshd import SshServer
 from .helpers import collect, python
@@ -95,6 +96,13 @@ async def side(
             yield Side(kind=kind, backend=backend, cwd=where, env=server_env)
     elif kind == "remote-stdio":
         async with connect_command(STDIO_SERVER, env=server_env, cwd=server_dir) as backend:
+            yield Side(kind=kind, backend=backend, cwd=where, env=server_env)
+    elif kind == "relay":
+        # The children run on the inner server: its side, not the relay's (this process).
+        async with (
+            open_server_process(WS_SERVER, env=server_env, cwd=server_dir) as url,
+            open_relay(url) as backend,
+        ):
             yield Side(kind=kind, backend=backend, cwd=where, env=server_env)
     else:
         assert kind == "remote-ssh", kind

@@ -86,13 +86,17 @@ class RemoteProcess(ExecProcess):
         tty: bool,
     ) -> None:
         super().__init__(process_id, log)
-        self.tty: Final = tty
-        """Whether the child runs on a pseudo-terminal."""
+        self._tty: Final = tty
         self._backend = backend
         self._route = route
         self._write_lock = trio.Lock()
         self._write_prefix = uuid.uuid4().hex[:12]
         self._write_counter = itertools.count(1)
+
+    @property
+    def tty(self) -> bool:
+        """See :attr:`ExecProcess.tty`."""
+        return self._tty
 
     @property
     def backend(self) -> RemoteBackend:

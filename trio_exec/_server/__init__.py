@@ -1,4 +1,4 @@
-"""The exec server: JSON-RPC over a message transport, adapted to a :class:`LocalBackend`.
+"""The exec server: JSON-RPC over a message transport, adapted to any :class:`ExecBackend`.
 
 Layout
 ------
@@ -57,6 +57,45 @@ reaped and what is left of its process group is killed) and its entry stays read
 id reserved, for :data:`CLOSED_PROCESS_RETENTION`. When the session ends, every process
 block is left, which terminates the child's process group (SIGTERM, SIGKILL after
 :data:`SESSION_END_GRACE`) and reaps it.
+
+Over any backend. The server is an adapter from the protocol to the
+:class:`~trio_exec.ExecBackend` / :class:`~trio_exec.ExecProcess` interface, and uses
+nothing else of its backend (a :class:`LocalBackend` by default): ``process/start`` is
+``backend.open_process``; the forwarders and holds are subscriptions of the process
+(:meth:`~trio_exec.ExecProcess.subscribe`, a cursor into its log); ``process/read`` is
+:meth:`~trio_exec.ExecProcess.read`; ``process/resize`` asks
+:attr:`~trio_exec.ExecProcess.tty`; ``initialize``'s ``environmentInfo`` is the backend's
+:attr:`~trio_exec.ExecBackend.environment_info` when it has one. So a
+:class:`RemoteBackend` serves too: the server is then a *relay* to another exec server
+(``RemoteBackend -> ExecServer(backend=RemoteBackend) -> ExecServer``), through which
+the conformance suite passes. What a relay does differently:
+
+* The backend is the caller's: the server never opens or closes it. Keep it open until
+  the server stopped serving (leaving it first fails the processes, below).
+* The children run on the inner server: a client's defaults (working directory,
+  environment) are that side's, since ``environmentInfo`` is the inner server's and an
+  ``envPolicy`` that inherits everything becomes ``env=None`` on the backend. A policy
+  that filters the environment cannot be passed through the interface; it applies to
+  the relay's own environment.
+* Leaving a process block, a session's end and ``process/terminate`` go through the
+  backend, which terminates and SIGKILLs the group on the inner server. When the inner
+  server lacks an extension, the relay still advertises it (the extensions are the
+  server's) and answers: SIGKILL (a terminate without ``graceMs``, the kill of a group) is
+  the backend's terminate, which kills the group at once on such a server;
+  ``graceMs`` is ignored there; any other operation the backend cannot do (another
+  signal, ``closeStdin``, ``resize``, a ``windowSize``) is -32600 with the backend's
+  reason.
+* A resumed inner connection is invisible to the relay's clients (calls wait for it).
+  When the backend loses a process for good (its connection broke and could not be
+  resumed), the process's events end with ``Failed``, for which the protocol has no
+  notification, and the backend's errors are answered -32603: the session's attached
+  connection is dropped, so that its client resumes the session and its catch-up
+  ``process/read`` reports the ``failure`` (a trio_exec client fails each process the
+  backend lost with it, and goes on with the others). A client that cannot resume
+  (stdio) sees its session end.
+* One backend connection carries every session's processes: a client that reads
+  slowly holds back that connection, and so the other sessions' processes, once the
+  backend's read-ahead bound is reached (see :mod:`trio_exec._remote`).
 
 Connection loss and resume (extension ``resume``). When a websocket connection ends (the
 peer closed it or the transport broke), its session is *detached*, not ended: the

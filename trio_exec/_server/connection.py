@@ -281,7 +281,7 @@ class _Connection:
         result = InitializeResult(
             session_id=session.session_id,
             extensions=SERVER_EXTENSIONS,
-            environment_info=_environment_info(),
+            environment_info=_environment_info(self._server.backend),
         )
         await self._peer.send(self._rules.accept_initialize(request_id, result))
         # Live notifications follow the response; what happened while detached is read.

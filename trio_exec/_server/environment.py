@@ -14,11 +14,14 @@ import shutil
 import sys
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._protocol import EnvironmentInfo, ShellInfo, StartParams, path_to_file_uri
 
-__all__ = ["_child_env", "_environment_info", "_policy_env"]
+if TYPE_CHECKING:
+    from .._backend import ExecBackend
+
+__all__ = ["_child_env", "_child_env_options", "_environment_info", "_policy_env"]
 
 _CORE_ENV_VARS: Final = frozenset(
     [
@@ -39,16 +42,21 @@ _CORE_ENV_VARS: Final = frozenset(
 _DEFAULT_ENV_EXCLUDES: Final = ("*KEY*", "*SECRET*", "*TOKEN*")
 
 
-def _environment_info() -> EnvironmentInfo:
-    """What ``initialize`` tells a client of this server's side, as the reference does.
+def _environment_info(backend: ExecBackend | None = None) -> EnvironmentInfo:
+    """What ``initialize`` tells a client of the side where the children run.
 
-    The working directory (where a child runs when the client gives no ``cwd``), the
-    user's home, default shell and temporary directory, and the operating system; all
-    read when asked, so a server whose process changed directory reports the new one.
-    Fields that cannot be known (a deleted working directory) are left out. The
-    reference's ``executorVersion``, ``providerId``, ``prependPathDirs`` and
-    ``capabilities`` describe codex itself and are not sent.
+    A backend that knows that side (a :class:`~trio_exec.RemoteBackend`: what its own
+    server told) gives its :attr:`~trio_exec.ExecBackend.environment_info`. Otherwise the
+    children run here: this process's working directory (where a child runs when the
+    client gives no ``cwd``), the user's home, default shell and temporary directory, and
+    the operating system, as the reference tells them; all read when asked, so a server
+    whose process changed directory reports the new one. Fields that cannot be known (a
+    deleted working directory) are left out. The reference's ``executorVersion``,
+    ``providerId``, ``prependPathDirs`` and ``capabilities`` describe codex itself and
+    are not sent.
     """
+    if backend is not None and backend.environment_info is not None:
+        return backend.environment_info
     try:
         cwd: str | None = os.getcwd()
     except OSError:
@@ -111,6 +119,41 @@ def _child_env(params: StartParams) -> dict[str, str]:
         env = _policy_env(params.env_policy, os.environ)
         env.update(params.env)
     return dict(sorted(env.items()))
+
+
+def _child_env_options(
+    params: StartParams, backend: ExecBackend
+) -> tuple[dict[str, str] | None, dict[str, str] | None]:
+    """The ``env`` and ``extra_env`` options that give the child of ``params`` its
+    environment on ``backend``.
+
+    The policy applies to the environment of the side where the child runs. When that is
+    this process's (the backend has no :attr:`~trio_exec.ExecBackend.environment_info`,
+    as a :class:`~trio_exec.LocalBackend`), the exact environment of :func:`_child_env`.
+    Otherwise (a :class:`~trio_exec.RemoteBackend`: a relay) the base environment is
+    the backend's own, which only ``env=None`` reaches: an ``envPolicy`` that inherits
+    everything and filters nothing (what a trio_exec client sends for ``env=None``) is
+    ``env=None`` with its ``set`` and ``env`` as ``extra_env``; a policy that filters
+    cannot be expressed through the backend, and applies to this process's environment.
+
+    Raises:
+        ValueError: a malformed ``envPolicy``.
+    """
+    env = _child_env(params)  # validates the policy
+    policy = params.env_policy
+    if backend.environment_info is None or policy is None or not _inherits_everything(policy):
+        return env, None
+    return None, {**policy.get("set", {}), **params.env}
+
+
+def _inherits_everything(policy: Mapping[str, Any]) -> bool:
+    """Whether ``envPolicy`` keeps the whole base environment (it may only add to it)."""
+    return (
+        policy.get("inherit", "all") == "all"
+        and policy.get("ignoreDefaultExcludes", False) is True
+        and not policy.get("exclude")
+        and not policy.get("includeOnly")
+    )
 
 
 def _policy_env(policy: Mapping[str, Any], base: Mapping[str, str]) -> dict[str, str]:

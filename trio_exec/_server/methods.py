@@ -5,19 +5,29 @@ the request (see :mod:`trio_exec._server.connection`); a request that cannot be 
 raises a :class:`~trio_exec.RemoteError` (the class of its wire code), which the handler
 answers. ``process/start`` owns the process block in a task of the session, so a process
 outlives the connection that started it.
+
+The methods use the server's backend through the :class:`~trio_exec.ExecBackend` and
+:class:`~trio_exec.ExecProcess` interface only, so any backend serves, a
+:class:`~trio_exec.RemoteBackend` too (a relay). What a backend raises is answered with
+the code that says it (:func:`_backend_errors`): a :class:`~trio_exec.RemoteError` of a
+remote backend keeps its code, :class:`~trio_exec.ConnectionLost` (the backend lost the
+process or its connection) is -32603, :class:`~trio_exec.UnsupportedOperation` (the
+backend cannot do it, e.g. a server without the extension) is -32600.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
 import trio
 
-from .._errors import RemoteError, SpawnError
+from .._backend import ExecProcess
+from .._errors import ConnectionLost, RemoteError, SpawnError, UnsupportedOperation
 from .._events import WriteStatus
-from .._local import LocalProcess
 from .._protocol import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -40,7 +50,7 @@ from .._protocol import (
     WriteParams,
     WriteResult,
 )
-from .environment import _child_env
+from .environment import _child_env_options
 from .session import _Entry, _PendingWrite, _Session, _subscribe
 
 if TYPE_CHECKING:  # the connection that started a process is told apart, not used
@@ -51,6 +61,7 @@ __all__ = [
     "MAX_PROCESSES_PER_SESSION",
     "MAX_READ_WAIT",
     "call",
+    "kill_group",
     "start_process",
 ]
 
@@ -97,7 +108,7 @@ async def start_process(session: _Session, params: StartParams, starter: _Connec
     if process_id in session.processes:
         raise RemoteError(INVALID_REQUEST, f"process {process_id} already exists")
     try:
-        env = _child_env(params)
+        env, extra_env = _child_env_options(params, session.server.backend)
     except ValueError as exc:
         raise RemoteError(INVALID_PARAMS, str(exc)) from None
     _make_room(session)
@@ -106,7 +117,10 @@ async def start_process(session: _Session, params: StartParams, starter: _Connec
     assert session.nursery is not None
     try:
         # The process task belongs to the session: it outlives a lost connection.
-        await session.nursery.start(_run_process, session, entry, params, env, starter)
+        with _backend_errors():
+            await session.nursery.start(
+                _run_process, session, entry, params, env, extra_env, starter
+            )
     except SpawnError as exc:
         raise RemoteError(INTERNAL_ERROR, _os_error_text(exc), _spawn_error_data(exc)) from None
     except (ValueError, TypeError) as exc:
@@ -120,6 +134,28 @@ async def start_process(session: _Session, params: StartParams, starter: _Connec
 
 async def call(session: _Session, params: RequestParams) -> RequestResult:
     """Perform a request other than ``initialize`` and ``process/start``; its result."""
+    with _backend_errors():
+        return await _call(session, params)
+
+
+@contextmanager
+def _backend_errors() -> Iterator[None]:
+    """Answer what the backend raises with the wire code that says it.
+
+    A :class:`RemoteError` (a remote backend's server refused) keeps its code and message;
+    :class:`ConnectionLost` (the backend lost the process, or its connection broke for
+    good) is -32603, :class:`UnsupportedOperation` (e.g. a remote backend whose server
+    lacks the extension) is -32600, each with the backend's message.
+    """
+    try:
+        yield
+    except ConnectionLost as exc:
+        raise RemoteError(INTERNAL_ERROR, f"the server's backend failed: {exc}") from None
+    except UnsupportedOperation as exc:
+        raise RemoteError(INVALID_REQUEST, f"the server's backend cannot do it: {exc}") from None
+
+
+async def _call(session: _Session, params: RequestParams) -> RequestResult:
     match params:
         case ReadParams():
             return await _read(session, params)
@@ -140,7 +176,7 @@ async def call(session: _Session, params: RequestParams) -> RequestResult:
             raise AssertionError(f"unexpected params {params!r}")
 
 
-async def _lookup(session: _Session, process_id: str) -> LocalProcess | None:
+async def _lookup(session: _Session, process_id: str) -> ExecProcess | None:
     """The process with this id, once spawned; None if unknown or its start failed."""
     entry = session.processes.get(process_id)
     if entry is None:
@@ -171,7 +207,8 @@ async def _run_process(
     session: _Session,
     entry: _Entry,
     params: StartParams,
-    env: dict[str, str],
+    env: dict[str, str] | None,
+    extra_env: dict[str, str] | None,
     starter: _Connection,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -183,6 +220,7 @@ async def _run_process(
         params.argv,
         cwd=params.cwd_path,
         env=env,
+        extra_env=extra_env,
         tty=params.tty,
         pipe_stdin=params.pipe_stdin,
         arg0=params.arg0,
@@ -198,7 +236,12 @@ async def _run_process(
         entry.settled.set()
         session.adopt(entry, subscription, starter)
         task_status.started()
-        await proc.wait_closed()
+        try:
+            await proc.wait_closed()
+        except ConnectionLost as exc:
+            # The backend lost the process (a remote backend's connection broke for
+            # good): its events end with Failed, which no notification carries.
+            session.lose(entry, str(exc))
         entry.closed = True
         # The entry stays readable for the retention time, and the session open: the
         # rest of the child's process group (grandchildren that outlive it) lives on,
@@ -254,7 +297,10 @@ async def _close_stdin(session: _Session, params: CloseStdinParams) -> CloseStdi
 async def _signal(session: _Session, params: SignalParams) -> SignalResult:
     proc = await _lookup(session, params.process_id)
     if proc is not None:
-        await proc.signal(params.signal.signum)
+        if params.signal.signum == signal.SIGKILL:
+            await kill_group(proc)
+        else:
+            await proc.signal(params.signal.signum)
     return SignalResult()
 
 
@@ -267,8 +313,22 @@ async def _terminate(session: _Session, params: TerminateParams) -> TerminateRes
     running = proc.exit_code is None
     if running:
         # The reference's terminate: SIGKILL to the whole group at once, no grace.
-        await proc.signal(signal.SIGKILL)
+        await kill_group(proc)
     return TerminateResult(running=running)
+
+
+async def kill_group(proc: ExecProcess) -> None:
+    """SIGKILL the process group of ``proc``.
+
+    A backend that cannot send SIGKILL (a remote one whose server lacks the ``signals``
+    extension, such as the reference) is asked to terminate the process instead, which
+    such a server does by killing the group at once; once the child exited, that server
+    has no way to reach the rest of the group, which its session's end kills.
+    """
+    try:
+        await proc.signal(signal.SIGKILL)
+    except UnsupportedOperation:
+        await proc.terminate(0.0)
 
 
 async def _resize(session: _Session, params: ResizeParams) -> ResizeResult:
@@ -296,7 +356,7 @@ def _list(session: _Session) -> ListResult:
 
 
 async def _perform_write(
-    entry: _Entry, proc: LocalProcess, params: WriteParams, pending: _PendingWrite
+    entry: _Entry, proc: ExecProcess, params: WriteParams, pending: _PendingWrite
 ) -> None:
     """Write one ``process/write`` to the child; a task of the session."""
     try:

@@ -15,6 +15,7 @@ from typing import Final, final
 import attrs
 import trio
 
+from .._backend import ExecBackend
 from .._local import LocalBackend
 from .._log import DEFAULT_RETAINED_BYTES
 from .._transport import (
@@ -76,7 +77,14 @@ class ExecServer:
     """Serves the exec-server protocol (PROTOCOL.md) on any number of connections.
 
     Args:
-        backend: where processes run (default: a new :class:`LocalBackend`).
+        backend: where processes run: any :class:`ExecBackend` (default: a new
+            :class:`LocalBackend`). The server uses it through the
+            :class:`ExecBackend` / :class:`ExecProcess` interface only, so a
+            :class:`RemoteBackend` serves too: the server is then a relay to another exec
+            server. The server never closes a backend it is given: the caller opened it,
+            and keeps it open (``async with connect(...)``) until the server stopped
+            serving. When the backend loses a process (a remote backend's connection
+            broke for good), see :mod:`trio_exec._server` ("Over any backend").
         retention: seconds a closed process stays readable and its id reserved.
         session_end_grace: seconds between SIGTERM and SIGKILL when a session ends.
         max_in_flight: requests handled at once per connection.
@@ -108,7 +116,7 @@ class ExecServer:
     def __init__(
         self,
         *,
-        backend: LocalBackend | None = None,
+        backend: ExecBackend | None = None,
         retention: float = CLOSED_PROCESS_RETENTION,
         session_end_grace: float = SESSION_END_GRACE,
         max_in_flight: int = MAX_IN_FLIGHT_REQUESTS,
@@ -134,7 +142,7 @@ class ExecServer:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
         if not detach_timeout >= 0:
             raise ValueError(f"detach_timeout must be >= 0 seconds, not {detach_timeout!r}")
-        self.backend: Final = LocalBackend() if backend is None else backend
+        self.backend: Final[ExecBackend] = LocalBackend() if backend is None else backend
         """Where the processes run."""
         self.retention: Final = retention
         """Seconds a closed process stays readable."""

@@ -8,6 +8,7 @@ hold of a detached session's entry and the forwarder's :class:`_Unsent` trail.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal as _signal
 import uuid
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+from .._backend import ExecProcess
+from .._errors import ConnectionLost, UnsupportedOperation
 from .._events import WriteStatus
-from .._local import LocalProcess
 from .._log import EventSubscription
 
 if TYPE_CHECKING:  # the session names its server and connection; they import it
@@ -105,7 +107,7 @@ class _Entry:
     def __init__(self, process_id: str, argv: tuple[str, ...]) -> None:
         self.process_id = process_id
         self.argv = argv
-        self.proc: LocalProcess | None = None
+        self.proc: ExecProcess | None = None
         """Set once spawned; None while starting and after a failed start."""
         self.settled = trio.Event()
         """Set when the spawn finished, successfully or not."""
@@ -122,9 +124,13 @@ class _Entry:
         """While detached and during the catch-up after a resume: pins retained output."""
         self.live_from: int | None = None
         """The seq of the first event forwarded live since the last resume."""
+        self.failure: str | None = None
+        """Why the backend lost the process (its events ended with Failed), or None."""
 
     @property
     def running(self) -> bool:
+        if self.failure is not None:
+            return False  # nothing more will be known of it
         return self.proc is None or self.proc.exit_code is None
 
     @property
@@ -161,12 +167,10 @@ class _PendingWrite:
         self.error: Exception | None = None
 
 
-def _subscribe(proc: LocalProcess) -> EventSubscription:
+def _subscribe(proc: ExecProcess) -> EventSubscription:
     """A subscription to every stream: the client may want any of them, and one lag over
     all of them keeps the process's retained output within ``retain_bytes``."""
-    subscription = proc.subscribe()
-    assert isinstance(subscription, EventSubscription)
-    return subscription
+    return proc.subscribe()
 
 
 class _Session:
@@ -252,6 +256,23 @@ class _Session:
                 entry.announced.set()  # the start response went nowhere
             connection.start_forwarder(entry, subscription)
 
+    def lose(self, entry: _Entry, failure: str) -> None:
+        """The backend lost ``entry``'s process (a remote backend's connection broke for
+        good): its events ended with ``Failed`` instead of ``closed``.
+
+        The protocol has no notification for that; a read of the process answers it
+        (``failure``), and a client reads after it resumes a session. So the attached
+        connection is dropped: a resuming client (websocket) comes back, its catch-up
+        read of the process reports the failure and that process fails on the client,
+        while the session's other processes go on. A connection that cannot be resumed
+        (stdio) ends the session, so its client sees every process fail.
+        """
+        entry.failure = failure
+        _logger.warning("process %s lost by the backend: %s", entry.process_id, failure)
+        connection = self.connection
+        if connection is not None:
+            connection.abort()
+
     def detach(self, connection: _Connection) -> None:
         """``connection`` ended: keep the session for a resume, or end it."""
         if self.connection is not connection:
@@ -298,10 +319,16 @@ class _Session:
         proc = entry.proc
         if proc is None or entry.closed:
             return
-        await proc.terminate(self.server.session_end_grace)
-        # What is left of the group; the output then ends within CLOSE_DRAIN_TIMEOUT.
-        await proc.signal(_signal.SIGKILL)
-        await proc.wait_closed()
+        try:
+            await proc.terminate(self.server.session_end_grace)
+            # What is left of the group; the output then ends within CLOSE_DRAIN_TIMEOUT.
+            # A backend that cannot send SIGKILL (a server without `signals`) leaves the
+            # group to the end of the process's block.
+            with contextlib.suppress(UnsupportedOperation):
+                await proc.signal(_signal.SIGKILL)
+            await proc.wait_closed()
+        except ConnectionLost:
+            pass  # the backend lost it: its events ended with Failed, nothing to wait for
 
     async def _expire(self, scope: trio.CancelScope) -> None:
         with scope:
