@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # the server creates connections
     from .server import ExecServer
 
 __all__ = [
+    "END_OF_INPUT_REPLY_TIMEOUT",
     "MAX_IN_FLIGHT_REQUESTS",
     "OUTBOUND_QUEUE_MESSAGES",
     "SERVER_EXTENSIONS",
@@ -83,6 +84,12 @@ OUTBOUND_QUEUE_MESSAGES: Final = 16
 Responses and notifications wait for room; since notifications wait, a client that reads
 slowly slows the children (through the event subscriptions) instead of growing memory.
 """
+
+END_OF_INPUT_REPLY_TIMEOUT: Final = 5.0
+"""Seconds a connection whose input ended while its session lives on only through it
+(stdio: end of file on stdin) still takes to answer the requests it read and to send those
+answers (``echo REQUEST | trio-exec serve --listen stdio`` answers). A request still
+unanswered then (a long-poll) gets no answer; then the session ends."""
 
 SERVER_EXTENSIONS: Final = tuple(extension.value for extension in Extension)
 """The extensions this server advertises in the ``initialize`` result: all of them."""
@@ -149,6 +156,7 @@ class _Connection:
         self._nursery: trio.Nursery | None = None
         self._forwarders = 0
         self._forwarders_changed = trio.lowlevel.ParkingLot()
+        self._handled = trio.lowlevel.ParkingLot()
         self.ended = trio.Event()
         """Set once the connection ended and its transport was closed."""
 
@@ -166,9 +174,27 @@ class _Connection:
             try:
                 nursery.start_soon(self._writer)
                 await self._reader()
+                if not self.detachable:
+                    with trio.move_on_after(END_OF_INPUT_REPLY_TIMEOUT):
+                        await self._answer_what_was_read()
             finally:
                 self._leave()
             nursery.cancel_scope.cancel()
+
+    async def _answer_what_was_read(self) -> None:
+        """Wait until every request read was answered and the writer sent the answers."""
+        while self.in_flight:
+            await self._handled.park()
+        sent = trio.Event()
+        await self._send_marker(sent.set)
+        await sent.wait()
+
+    async def _send_marker(self, on_sent: Callable[[], None]) -> None:
+        """Queue nothing to send but ``on_sent``, called once what was queued before went out."""
+        try:
+            await self._outbound.send(("", on_sent))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            on_sent()  # the writer stopped: nothing more will go out
 
     def _leave(self) -> None:
         """The connection ends: detach (or end) the session, before the forwarders stop."""
@@ -223,7 +249,8 @@ class _Connection:
         async with self._outbound_receive:
             async for text, on_sent in self._outbound_receive:
                 try:
-                    await self._transport.send(text)
+                    if text:  # not a marker (see _send_marker)
+                        await self._transport.send(text)
                 except ConnectionLost as exc:
                     _logger.debug("connection lost while sending: %s", exc)
                     break
@@ -346,7 +373,7 @@ class _Connection:
                 await self._reply_error(request_id, SESSION_ALREADY_ATTACHED, message)
                 return
             session = found
-            _logger.debug("session %s resumed", resume_id)
+            _logger.info("session %s resumed", resume_id)
         session.attach(self)  # no checkpoint since the checks: no other connection raced us
         self.session = session
         self._handshake = _Handshake.INITIALIZED
@@ -391,6 +418,7 @@ class _Connection:
             await self._send(make_response(request_id, result))
         finally:
             self._slots.release()
+            self._handled.unpark_all()
 
     def _end_write_turn(self, params: RequestParams, mine: trio.Event) -> None:
         mine.set()
