@@ -17,7 +17,8 @@ JSON_FORMAT: Final = """\
       (binary data, or a character cut between two chunks) has "base64" instead.
   {"event": "exited", "seq": 2, "exitCode": 3, "signal": null}
       the command exited; "signal" is the number of the signal that killed it, or null
-      (a signal death has exitCode 128+N).
+      (also from a server that does not say: the reference); a signal death has
+      exitCode 128+N.
   {"event": "closed", "seq": 3}
       the end of its output: the last event.
   {"event": "failed", "message": "..."}

@@ -75,7 +75,7 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     run = commands.add_parser(
         "run",
         help="run a command and stream its output",
-        description="Run ARGV, here or on an exec server, stream its output live, forward "
+        description="Run ARGV, here or on an exec server, stream its output live, forward\n"
         "stdin, Ctrl-C and terminal size changes, and exit with its exit status.",
         epilog=f"{EXIT_STATUS_TABLE}\n{JSON_FORMAT}\n{_RUN_EXAMPLES}",
         formatter_class=argparse.RawDescriptionHelpFormatter,

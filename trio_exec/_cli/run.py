@@ -23,7 +23,15 @@ from .._local import LocalBackend
 from .._util import open_service_nursery
 from .events import event_to_json
 from .parser import read_token
-from .status import EXIT_CONNECTION, EXIT_STDOUT_CLOSED, UsageError, one_line, spawn_exit_status
+from .status import (
+    EXIT_CONNECTION,
+    EXIT_STDOUT_CLOSED,
+    UsageError,
+    flatten,
+    one_line,
+    spawn_exit_status,
+    spawn_message,
+)
 from .terminal import raw_terminal, terminal_window
 
 __all__ = ["STDIN_CHUNK_BYTES", "run_command"]
@@ -90,7 +98,7 @@ async def _run(args: argparse.Namespace, backend: ExecBackend) -> int:
         async with opened as proc:
             return await _session(args, proc, window)
     except SpawnError as exc:
-        _say(one_line(exc))
+        _say(spawn_message(exc, args.cwd))
         return spawn_exit_status(exc, args.cwd)
     except ValueError as exc:  # refused arguments, here or by the server
         raise UsageError(one_line(exc)) from None
@@ -120,7 +128,7 @@ async def _session(
                         case Exited(exit_code=code):
                             status = code
                         case Failed(message=message):
-                            _say(one_line(Exception(message)))
+                            _say(flatten(message))
                             status = EXIT_CONNECTION
                         case _:
                             pass

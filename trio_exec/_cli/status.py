@@ -27,8 +27,10 @@ __all__ = [
     "EXIT_USAGE",
     "UsageError",
     "connection_exit_status",
+    "flatten",
     "one_line",
     "spawn_exit_status",
+    "spawn_message",
 ]
 
 EXIT_USAGE: Final = 2
@@ -93,6 +95,23 @@ def spawn_exit_status(error: SpawnError, cwd: str | None) -> int:
     return EXIT_CANNOT_EXECUTE
 
 
+def spawn_message(error: SpawnError, cwd: str | None) -> str:
+    """The one-line message for a command that could not start, naming a bad ``--cwd``."""
+    if _is_the_cwd(error, cwd) and error.strerror:
+        return f"cannot use the working directory {cwd!r}: {error.strerror}"
+    return one_line(error)
+
+
+def _is_the_cwd(error: SpawnError, cwd: str | None) -> bool:
+    """Whether the file at fault is the working directory (when the server said which)."""
+    program = error.program
+    return (
+        cwd is not None
+        and program is not None
+        and os.path.normpath(program) == os.path.normpath(cwd)
+    )
+
+
 def connection_exit_status(error: BaseException) -> int | None:
     """:data:`EXIT_CONNECTION` for an error between us and the server, else None."""
     if isinstance(error, ConnectionLost | ProtocolError | RemoteError | OSError):
@@ -103,5 +122,9 @@ def connection_exit_status(error: BaseException) -> int | None:
 def one_line(error: BaseException) -> str:
     """The message of ``error`` on one line: a group of one is its member, lines joined."""
     error = sole_exception(error) if isinstance(error, BaseExceptionGroup) else error
-    text = str(error) or type(error).__name__
+    return flatten(str(error) or type(error).__name__)
+
+
+def flatten(text: str) -> str:
+    """``text`` on one line: its lines stripped and joined with spaces."""
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
