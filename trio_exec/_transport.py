@@ -10,6 +10,7 @@ ever see a :class:`MessageTransport`.
 from __future__ import annotations
 
 import abc
+import os
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -424,4 +425,14 @@ def _describe_connect_error(exc: BaseException) -> str:
         return str(exc.__cause__)
     if isinstance(exc, trio.TooSlowError):
         return f"no answer within {WEBSOCKET_CONNECT_TIMEOUT} s"
-    return str(exc) or type(exc).__name__
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc.__cause__, BaseExceptionGroup):
+        # trio's "all attempts to connect ... failed": each attempt's reason, once.
+        reasons = dict.fromkeys(
+            os.strerror(leaf.errno)
+            for leaf in exc.__cause__.exceptions
+            if isinstance(leaf, OSError) and leaf.errno
+        )
+        if reasons:
+            text += f" ({', '.join(reasons)})"
+    return text

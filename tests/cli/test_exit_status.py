@@ -84,6 +84,7 @@ async def test_connection_refused_is_255() -> None:
     done = await run_cli("run", "--remote", f"ws://127.0.0.1:{port}", "--", "true")
     line = assert_one_line_error(done, EXIT_CONNECTION)
     assert f"127.0.0.1:{port}" in line
+    assert "Connection refused" in line
 
 
 @pytest.mark.parametrize(
