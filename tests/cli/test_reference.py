@@ -32,9 +32,10 @@ async def test_output_and_status_with_stdin_at_end_of_file(reference_url: str) -
     assert done.stderr in (b"", NO_CLOSE_STDIN)
 
 
-async def test_end_of_stdin_that_cannot_be_sent_is_said_once(reference_url: str) -> None:
-    """The command still runs after the message: Ctrl-C (forwarded as the reference's
-    ``interrupt``) then ends it."""
+async def _sleep_until_signalled(reference_url: str, signum: int) -> tuple[int, bytes]:
+    """Run ``sleep 60`` on the reference with stdin at end of file; once the CLI said it
+    cannot send that end (the command runs), send ``signum`` to the CLI; return its
+    status and stderr."""
     with trio.fail_after(TIMEOUT):
         process = await trio.lowlevel.open_process(
             [*CLI, "run", "--remote", reference_url, "--", "sleep", "60"],
@@ -48,12 +49,11 @@ async def test_end_of_stdin_that_cannot_be_sent_is_said_once(reference_url: str)
                 chunk = await process.stderr.receive_some()
                 assert chunk, stderr
                 stderr += chunk
-            assert stderr == NO_CLOSE_STDIN
             assert process.returncode is None
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             while chunk := await process.stderr.receive_some():
                 stderr += chunk
-            assert await process.wait() == 128 + signal.SIGINT
+            return await process.wait(), stderr
         finally:
             with trio.CancelScope(shield=True):
                 if process.returncode is None:
@@ -61,7 +61,20 @@ async def test_end_of_stdin_that_cannot_be_sent_is_said_once(reference_url: str)
                 await process.wait()
                 if process.stderr is not None:
                     await process.stderr.aclose()
-    assert stderr == NO_CLOSE_STDIN
+
+
+async def test_end_of_stdin_that_cannot_be_sent_is_said_once(reference_url: str) -> None:
+    """The command still runs after the message: Ctrl-C (forwarded as the reference's
+    ``interrupt``) then ends it."""
+    status, stderr = await _sleep_until_signalled(reference_url, signal.SIGINT)
+    assert (status, stderr) == (128 + signal.SIGINT, NO_CLOSE_STDIN)
+
+
+async def test_sigterm_without_the_signals_extension_terminates(reference_url: str) -> None:
+    """The reference can send SIGINT only: SIGTERM to the CLI terminates the command
+    (``process/terminate``: the reference kills it) instead of failing."""
+    status, stderr = await _sleep_until_signalled(reference_url, signal.SIGTERM)
+    assert (status, stderr) == (128 + signal.SIGKILL, NO_CLOSE_STDIN)
 
 
 async def test_piped_stdin_is_written_and_the_command_goes_on(reference_url: str) -> None:
