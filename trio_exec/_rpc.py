@@ -96,6 +96,11 @@ class RpcPeer:
             :meth:`start_call` / :meth:`notify` do not wait: a peer that sends them
             needs the default, an unbounded outbox (``max_in_flight`` bounds it).
         close_timeout: seconds the transport gets to close after a protocol error.
+        on_end_of_input: for a peer that answers what it read before it ends (a stdio
+            server): awaited by the reader when the transport's input ends, instead of
+            taking that as a lost connection; once it returns (it bounds its own wait),
+            the outbox is finished: the writer sends what is queued, then the
+            connection ends. None: the end of input is a lost connection.
     """
 
     def __init__(
@@ -108,12 +113,14 @@ class RpcPeer:
         max_in_flight: int = 0,
         outbox_messages: float = math.inf,
         close_timeout: float,
+        on_end_of_input: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._transport = transport
         self._endpoint = endpoint
         self._on_event = on_event
         self._on_failure = on_failure
         self._close_timeout = close_timeout
+        self._on_end_of_input = on_end_of_input
         self.max_in_flight: Final = max_in_flight
         """Most requests of ours outstanding at once."""
         self._slots = trio.Semaphore(max_in_flight)
@@ -272,7 +279,11 @@ class RpcPeer:
             try:
                 frame = await self._transport.receive()
             except ConnectionLost as exc:
-                self._lost(exc)
+                if self._on_end_of_input is None or self.failure is not None:
+                    self._lost(exc)
+                else:
+                    await self._on_end_of_input()
+                    self.finish()  # the writer sends the answers, then the connection ends
                 return
             try:
                 event = self._endpoint.receive_frame(frame)

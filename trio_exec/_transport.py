@@ -10,6 +10,7 @@ ever see a :class:`MessageTransport`.
 from __future__ import annotations
 
 import abc
+import os
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from ._util import leaf_exceptions, open_service_nursery
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "MEMORY_TRANSPORT_BUFFER",
+    "REJECTION_REASON_CHARS",
     "TRANSPORT_ERRORS",
     "WEBSOCKET_CONNECT_TIMEOUT",
     "WEBSOCKET_DISCONNECT_TIMEOUT",
@@ -331,6 +333,10 @@ async def open_websocket_transport(
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port when it is read
+    except ValueError as exc:
+        raise ValueError(f"invalid port in {url!r}: {exc}") from None
     headers = [(name.encode(), value.encode()) for name, value in extra_headers]
     if token is not None:
         headers.append((b"authorization", b"Bearer " + token.encode()))
@@ -390,12 +396,43 @@ _CONNECT_ERRORS: Final = (
 )
 
 
+REJECTION_REASON_CHARS: Final = 200
+"""Longest body of a refused upgrade quoted in the error: a short ``text/plain`` reason
+(an exec server's ``invalid websocket bearer token``). Any other body (a web page) is left
+out of the message."""
+
+
+def _rejection_reason(exc: trio_websocket.ConnectionRejected) -> str:
+    """What to say after the status of a refused upgrade: the server's short plain-text
+    reason, or that a server answering 2xx / 3xx / HTML is not an exec server."""
+    content_type = ""
+    for name, value in exc.headers or ():
+        if name.lower() == b"content-type":
+            content_type = value.decode("latin-1").lower()
+    body = (exc.body or b"").decode("utf-8", "replace").strip()
+    plain = content_type.startswith("text/plain") or (not content_type and "<" not in body)
+    if body and plain and len(body) <= REJECTION_REASON_CHARS and "\n" not in body:
+        return f" {body}"
+    if 200 <= exc.status_code < 400:
+        return " (not an exec server: it did not upgrade the connection to a websocket)"
+    return ""
+
+
 def _describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, trio_websocket.ConnectionRejected):
-        body = (exc.body or b"").decode("utf-8", "replace").strip()
-        return f"HTTP {exc.status_code}" + (f" {body}" if body else "")
+        return f"HTTP {exc.status_code}" + _rejection_reason(exc)
     if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ is not None:
         return str(exc.__cause__)
     if isinstance(exc, trio.TooSlowError):
         return f"no answer within {WEBSOCKET_CONNECT_TIMEOUT} s"
-    return str(exc) or type(exc).__name__
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc.__cause__, BaseExceptionGroup):
+        # trio's "all attempts to connect ... failed": each attempt's reason, once.
+        reasons = dict.fromkeys(
+            os.strerror(leaf.errno)
+            for leaf in exc.__cause__.exceptions
+            if isinstance(leaf, OSError) and leaf.errno
+        )
+        if reasons:
+            text += f" ({', '.join(reasons)})"
+    return text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -39,12 +38,7 @@ async def test_signal_death_status() -> None:
 async def test_json_prints_one_event_per_line() -> None:
     done = await run_cli("run", "--json", "--", "sh", "-c", "printf hi; exit 4")
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert lines[0] == {
-        "event": "output",
-        "seq": 1,
-        "stream": "stdout",
-        "chunk": base64.b64encode(b"hi").decode(),
-    }
+    assert lines[0] == {"event": "output", "seq": 1, "stream": "stdout", "text": "hi"}
     assert lines[1] == {"event": "exited", "seq": 2, "exitCode": 4, "signal": None}
     assert lines[2] == {"event": "closed", "seq": 3}
     assert done.returncode == 4
@@ -63,7 +57,7 @@ async def test_tty_runs_on_a_terminal() -> None:
 
 async def test_missing_program_fails_clearly() -> None:
     done = await run_cli("run", "--", "/nonexistent/program")
-    assert done.returncode == 255
+    assert done.returncode == 127
     assert b"No such file or directory" in done.stderr
 
 

@@ -9,14 +9,6 @@ and follow the outer terminal when it changes (SIGWINCH).
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import os
-import struct
-import sys
-import termios
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Final
 
 import pytest
@@ -25,82 +17,10 @@ import trio
 from trio_exec._server import serve_websocket
 
 from ..conformance.helpers import TIMEOUT, python
+from .helpers import cli_in_terminal, set_size
 
-CLI: Final = (sys.executable, "-m", "trio_exec")
 RUNS: Final = 5
 """Runs per backend: the old start-then-resize lost the race in most runs."""
-
-
-def set_size(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def take_terminal() -> None:
-    """In the child, after ``setsid``: make stdin (the slave) the controlling terminal."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-class Terminal:
-    """The master side of the terminal the CLI runs in."""
-
-    def __init__(self, master: int, process: trio.Process) -> None:
-        self.master = master
-        self.process = process
-        self.output = b""
-
-    async def read_until(self, needle: bytes) -> None:
-        while needle not in self.output:
-            if not await self._read_some():
-                raise AssertionError(f"{needle!r} never came; the terminal got {self.output!r}")
-
-    async def read_to_end(self) -> bytes:
-        while await self._read_some():
-            pass
-        return self.output
-
-    async def _read_some(self) -> bool:
-        while True:
-            try:
-                data = os.read(self.master, 4096)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self.master)
-                continue
-            except OSError as exc:  # EIO: every slave descriptor is closed
-                if exc.errno != errno.EIO:
-                    raise
-                return False
-            self.output += data
-            return bool(data)
-
-
-@asynccontextmanager
-async def cli_in_terminal(args: list[str], rows: int, cols: int) -> AsyncIterator[Terminal]:
-    master, slave = os.openpty()
-    try:
-        set_size(master, rows, cols)
-        os.set_blocking(master, False)
-        process = await trio.lowlevel.open_process(
-            [*CLI, *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            start_new_session=True,
-            preexec_fn=take_terminal,
-        )
-        os.close(slave)
-        slave = -1
-        try:
-            yield Terminal(master, process)
-        finally:
-            with trio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
-    finally:
-        if slave >= 0:
-            os.close(slave)
-        trio.lowlevel.notify_closing(master)
-        os.close(master)
 
 
 @pytest.fixture(params=["local", "remote"])

@@ -415,6 +415,6 @@ async def test_secrets_never_on_cli_stderr(
     code, out, err = await run_cli(
         "run", "--remote", url, "--token-file", str(token_file), "--", "/nonexistent/x", env=env
     )
-    assert code == 255, (out, err)
+    assert code == 127, (out, err)  # not found
     assert_no_secret(out + err, "the output of trio-exec run")
     assert_no_secret(server_stderr.decode(errors="replace"), "the server's stderr")

@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # the server creates connections
     from .server import ExecServer
 
 __all__ = [
+    "END_OF_INPUT_REPLY_TIMEOUT",
     "MAX_IN_FLIGHT_REQUESTS",
     "OUTBOUND_QUEUE_MESSAGES",
     "SERVER_EXTENSIONS",
@@ -86,6 +87,12 @@ OUTBOUND_QUEUE_MESSAGES: Final = 16
 Responses and notifications wait for room; since notifications wait, a client that reads
 slowly slows the children (through the event subscriptions) instead of growing memory.
 """
+
+END_OF_INPUT_REPLY_TIMEOUT: Final = 5.0
+"""Seconds a connection whose input ended while its session lives on only through it
+(stdio: end of file on stdin) still takes to answer the requests it read (``echo REQUEST |
+trio-exec serve --listen stdio`` answers). A request still unanswered then (a long-poll)
+gets no answer; the answers given are sent, then the session ends."""
 
 SERVER_EXTENSIONS: Final = tuple(extension.value for extension in Extension)
 """The extensions this server advertises in the ``initialize`` result: all of them."""
@@ -131,6 +138,9 @@ class _Connection:
             on_failure=self._ended,
             outbox_messages=OUTBOUND_QUEUE_MESSAGES,
             close_timeout=WEBSOCKET_DISCONNECT_TIMEOUT,  # as ExecServer closes transports
+            # A session that lives only through this connection (stdio): end of input
+            # still gets the answers to what was read.
+            on_end_of_input=None if detachable else self._answer_what_was_read,
         )
         self.detachable = detachable
         """Whether losing this connection detaches its session (websocket) or ends it."""
@@ -143,6 +153,7 @@ class _Connection:
         self._nursery: trio.Nursery | None = None
         self._forwarders = 0
         self._forwarders_changed = trio.lowlevel.ParkingLot()
+        self._handled = trio.lowlevel.ParkingLot()
         self.ended = trio.Event()
         """Set once the connection ended and its transport was closed."""
 
@@ -162,6 +173,13 @@ class _Connection:
             finally:
                 self._leave()
             nursery.cancel_scope.cancel()
+
+    async def _answer_what_was_read(self) -> None:
+        """After the end of input: wait (at most :data:`END_OF_INPUT_REPLY_TIMEOUT`
+        seconds) until every request read was answered."""
+        with trio.move_on_after(END_OF_INPUT_REPLY_TIMEOUT):
+            while self.in_flight:
+                await self._handled.park()
 
     def _ended(self, message: str) -> None:
         """The peer is gone (or the outbox was finished and sent): detach (or end) the
@@ -275,7 +293,7 @@ class _Connection:
                 await self._refuse_initialize(request_id, SESSION_ALREADY_ATTACHED, message)
                 return
             session = found
-            _logger.debug("session %s resumed", resume_id)
+            _logger.info("session %s resumed", resume_id)
         session.attach(self)  # no checkpoint since the checks: no other connection raced us
         self.session = session
         result = InitializeResult(
@@ -322,6 +340,7 @@ class _Connection:
             await self._peer.send(make_response(request_id, result))
         finally:
             self._slots.release()
+            self._handled.unpark_all()
 
     def _end_write_turn(self, params: RequestParams, mine: trio.Event) -> None:
         mine.set()

@@ -198,6 +198,7 @@ class _Session:
         **Cancellation:** the session ends: every process is terminated and reaped.
         """
         self.server._sessions[self.session_id] = self
+        _logger.info("session %s started", self.session_id)
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -212,6 +213,7 @@ class _Session:
         if self.ended:
             return
         self.ended = True
+        _logger.info("session %s ended", self.session_id)
         if self.server._sessions.get(self.session_id) is self:
             del self.server._sessions[self.session_id]
         self._end.set()
@@ -288,7 +290,7 @@ class _Session:
             return
         for entry in self.processes.values():
             entry.place_hold()
-        _logger.debug("session %s detached", self.session_id)
+        _logger.info("session %s detached", self.session_id)
         self._set_timer(self._expire)
 
     def _set_timer(self, timer: Callable[[trio.CancelScope], Awaitable[None]] | None) -> None:

@@ -174,7 +174,7 @@ class _WebSocketFront:
         upgrade = False  # set only once routing finished in time
         with trio.move_on_at(deadline):
             head = await _read_head(stream)
-            upgrade = head is not None and await self._route(stream, head)
+            upgrade = head is not None and await self._route(stream, head, f"{address}:{port}")
         if not upgrade or head is None:
             return  # answered, not HTTP, the peer left, or too slow
         async with trio.open_nursery() as nursery:  # for trio-websocket's reader task
@@ -194,17 +194,22 @@ class _WebSocketFront:
                 # connection detaches its session; this call returns once the session
                 # created here ended (resumed or not, see DETACH_TIMEOUT).
                 transport = WebSocketTransport(websocket)
+                _logger.info("websocket connection from %s:%s", address, port)
                 await self._server._serve(
                     transport, _websocket_parse_prefix(address, port), detachable=True
                 )
             nursery.cancel_scope.cancel()
 
-    async def _route(self, stream: trio.abc.Stream, head: _Head) -> bool:
-        """Answer anything that is not an acceptable upgrade; True to go on with the upgrade."""
+    async def _route(self, stream: trio.abc.Stream, head: _Head, peer: str) -> bool:
+        """Answer anything that is not an acceptable upgrade; True to go on with the upgrade.
+
+        Each refusal is logged (INFO) with the client's address.
+        """
         request = head.request
         target = request.target.split(b"?", 1)[0]
         method = request.method
         if _header_values(request, b"origin"):
+            _logger.info("refused %s: 403, a request with an Origin header (a browser)", peer)
             await _respond(stream, head, 403)
         elif target == b"/readyz":
             if method in (b"GET", b"HEAD"):
@@ -216,8 +221,10 @@ class _WebSocketFront:
         elif method != b"GET":
             await _respond(stream, head, 405, headers=[("allow", "GET")])
         elif (problem := _upgrade_problem(request)) is not None:
+            _logger.info("refused %s: 400, %s", peer, problem)
             await _respond(stream, head, 400, problem)
         elif (denied := self._auth_problem(request)) is not None:
+            _logger.info("refused %s: 401, %s", peer, denied)
             await _respond(stream, head, 401, denied)
         else:
             return True

@@ -1,0 +1,46 @@
+"""Fixtures of the CLI tests: the real reference server and our own, as URLs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from trio_exec._server import serve_websocket
+from trio_exec.testing.reference import ensure_reference, open_reference_server
+
+
+@pytest.fixture(scope="session")
+def reference_binary() -> Path:
+    """The reference ``codex`` binary, installed with npm on first use (never skipped)."""
+    return ensure_reference()
+
+
+@pytest.fixture
+async def reference_url(reference_binary: Path) -> AsyncIterator[str]:
+    """A fresh reference server (``codex exec-server`` 0.169) for one test."""
+    async with open_reference_server(reference_binary) as url:
+        yield url
+
+
+@pytest.fixture
+async def our_url(nursery: trio.Nursery) -> str:
+    """Our own exec server (``serve_websocket``) on a free loopback port."""
+    url: str = await nursery.start(serve_websocket, "127.0.0.1", 0)
+    return url
+
+
+@pytest.fixture(params=["local", "trio_exec", "reference"])
+async def where(request: pytest.FixtureRequest, nursery: trio.Nursery) -> AsyncIterator[list[str]]:
+    """The ``run`` options of each place a command can run: here (``[]``), on our server,
+    on the reference (``["--remote", URL]``)."""
+    if request.param == "local":
+        yield []
+    elif request.param == "trio_exec":
+        url: str = await nursery.start(serve_websocket, "127.0.0.1", 0)
+        yield ["--remote", url]
+    else:
+        async with open_reference_server(ensure_reference()) as reference:
+            yield ["--remote", reference]
