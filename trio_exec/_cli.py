@@ -138,6 +138,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def make_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``trio-exec``, which the documentation's CLI page renders."""
+    return _parser()
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
