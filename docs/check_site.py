@@ -107,7 +107,7 @@ _OVERFLOWS_JS: Final = """
     found.push(`the page is ${page.scrollWidth}px wide in a ${window.innerWidth}px window`);
   }
   const boxes = document.querySelectorAll(
-    "article pre, article .table-wrapper, article table, article dl.py dt");
+    "[role=main] pre, [role=main] .table-wrapper, [role=main] table, [role=main] dl.py dt");
   for (const box of boxes) {
     if (box.offsetParent === null) continue;  // hidden
     if (box.scrollWidth > box.clientWidth + 1) {
@@ -119,7 +119,8 @@ _OVERFLOWS_JS: Final = """
   return found;
 }
 """
-"""Every element of the page's article whose content is wider than its box."""
+"""Every element of the page's main part (``role=main``, whatever the theme) whose content
+is wider than its box."""
 
 _SHOWN_ERRORS_JS: Final = """
 () => {
@@ -127,7 +128,7 @@ _SHOWN_ERRORS_JS: Final = """
   for (const el of document.querySelectorAll(".system-message, .problematic")) {
     found.push(`a build error shown on the page: ${el.innerText.trim().slice(0, 120)}`);
   }
-  for (const el of document.querySelectorAll("article div, article nav, article aside")) {
+  for (const el of document.querySelectorAll("[role=main] div, [role=main] nav, [role=main] aside")) {
     const before = getComputedStyle(el, "::before").content;
     if (/error/i.test(before)) {
       found.push(`the theme shows an error: ${before.slice(0, 120)}`);
@@ -219,12 +220,12 @@ def _lines(page: Page, selector: str) -> set[str]:
 
 def _check_front_page(page: Page, readme: str, problems: Problems) -> None:
     """The front page is the README: its headings and its quick-start commands."""
-    headings = {" ".join(h.split()) for h in _lines(page, "article h1, article h2")}
+    headings = {" ".join(h.split()) for h in _lines(page, "[role=main] h1, [role=main] h2")}
     headings = {h.rstrip("#¶ ") for h in headings}
     prose = re.sub(r"^```.*?^```", "", readme, flags=re.MULTILINE | re.DOTALL)
     for heading in re.findall(r"^#{1,2} (.+)$", prose, flags=re.MULTILINE):
         problems.check("index", heading in headings, f"no heading {heading!r} of README.md")
-    code = _lines(page, "article pre")
+    code = _lines(page, "[role=main] pre")
     quick_start = re.search(r"## Quick start\n(.*?)\n## ", readme, flags=re.DOTALL)
     commands = re.findall(r"^\$ .+$", quick_start[1] if quick_start else "", re.MULTILINE)
     problems.check("index", bool(commands), "README.md has no quick-start command")
@@ -247,8 +248,8 @@ def _check_cli_page(page: Page, problems: Problems) -> None:
     """The CLI page is generated from the real parser, and shows it whole."""
     from trio_exec._cli import make_parser
 
-    text = " ".join(page.locator("article").inner_text().split())
-    preformatted = _lines(page, "article pre")
+    text = " ".join(page.locator("[role=main]").inner_text().split())
+    preformatted = _lines(page, "[role=main] pre")
     raw = (argparse.RawDescriptionHelpFormatter, argparse.RawTextHelpFormatter)
     for parser in _parsers(make_parser()):
         name = parser.prog
@@ -282,10 +283,12 @@ def _check_api_pages(html: Path, page: Page, docname: str, problems: Problems) -
     size = (html / f"{docname}.html").stat().st_size
     problems.check(docname, size <= MAX_PAGE_BYTES, f"{size} bytes, more than {MAX_PAGE_BYTES}")
     if docname == "api/limits":
-        rows = page.locator("article table tbody tr").count()
+        rows = page.locator("[role=main] table tbody tr").count()
         problems.check(docname, rows >= MIN_LIMITS, f"{rows} limits, fewer than {MIN_LIMITS}")
     elif docname != "api/index":
-        problems.check(docname, page.locator("article dl.py").count() > 0, "documents no object")
+        problems.check(
+            docname, page.locator("[role=main] dl.py").count() > 0, "documents no object"
+        )
 
 
 def check_site(build: Path, chromium: str) -> list[str]:

@@ -396,6 +396,14 @@ def _check_shown_commands(app: Any, doctree: nodes.document) -> None:
                 _logger.warning("the example %r does not parse: %s", command, error, location=block)
 
 
+def _always_reread_cli_page(
+    app: Any, env: Any, added: set[str], changed: set[str], removed: set[str]
+) -> list[str]:
+    """The CLI page renders the parser of ``trio_exec._cli``, which Sphinx does not know
+    it depends on: read it again on every build."""
+    return ["cli"]
+
+
 OBTAINED_NOT_BUILT = frozenset(
     {
         "trio_exec.ExecProcess",
@@ -427,6 +435,7 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_directive("trio-exec-limits", LimitsTables)
     app.connect("source-read", _complete_api_page)
     app.connect("doctree-read", _check_shown_commands)
+    app.connect("env-get-outdated", _always_reread_cli_page)
     app.connect("autodoc-process-signature", _hide_private_constructor)
     app.connect("autodoc-process-docstring", _keep_attribute_docstring, priority=100)
     app.connect("autodoc-process-docstring", _restore_attribute_docstring, priority=900)
