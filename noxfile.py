@@ -65,10 +65,10 @@ def docs(session: nox.Session) -> None:
     with warnings as errors, then checked in a headless Chromium (docs/check_site.py:
     every page loads cleanly, no code block overflows; screenshots in docs/_build/)."""
     session.install("-e", ".[docs,test]")  # the API pages import the testing kit
+    chromium = _chromium(session)  # before the build: no browser, no point building
     session.run(
         "sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html"
     )
-    chromium = _chromium(session)
     session.run("python", "docs/check_site.py", "--chromium", chromium, "docs/_build")
 
 

@@ -225,6 +225,10 @@ NOT_LIMITS = frozenset(
 )
 """Numeric constants that are codes, not limits."""
 
+EXIT_CODE_NAME = re.compile(r"EXIT_[A-Z0-9_]+|[A-Z0-9_]*_EXIT_(?:CODE|STATUS)")
+"""Names of exit codes and statuses (``FAILURE_EXIT_CODE``, ``EXIT_USAGE``), which are codes
+too; ``COMMAND_EXIT_TIMEOUT`` and ``PTY_EXIT_SETTLE`` are limits."""
+
 _OPERATORS: dict[type[ast.operator], Any] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -281,7 +285,7 @@ def _limits(module_name: str) -> list[tuple[str, str, str]]:
         if not isinstance(target, ast.Name) or not re.fullmatch(r"[A-Z][A-Z0-9_]*", target.id):
             continue
         value = _number(value_node)
-        if value is None or target.id in NOT_LIMITS:
+        if value is None or target.id in NOT_LIMITS or EXIT_CODE_NAME.fullmatch(target.id):
             continue
         text = ast.get_source_segment(source, value_node) or repr(value)
         if "BYTES" in target.id or "CHARS" in target.id:
@@ -316,8 +320,8 @@ class LimitsTables(SphinxDirective):
     """``.. trio-exec-limits::``: a table of the named limits of every module, from source.
 
     Every module-level constant with an upper-case name and a numeric value is listed
-    (except the codes in :data:`NOT_LIMITS`), with the first paragraph of its docstring, so
-    the table cannot fall behind the code.
+    (except the codes: :data:`NOT_LIMITS`, :data:`EXIT_CODE_NAME`), with the first paragraph
+    of its docstring, so the table cannot fall behind the code.
     """
 
     def run(self) -> list[nodes.Node]:
