@@ -235,30 +235,22 @@ def _check_front_page(page: Page, readme: str, problems: Problems) -> None:
         )
 
 
-def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
-    """The parser and its subcommands' parsers, recursively."""
-    yield parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in dict.fromkeys(action.choices.values()):
-                yield from _parsers(child)
-
-
 def _check_cli_page(page: Page, problems: Problems) -> None:
     """The CLI page is generated from the real parser, and shows it whole."""
+    from cli_parser import RAW_FORMATTERS, all_parsers  # beside this file
+
     from trio_exec._cli import make_parser
 
     text = " ".join(page.locator("[role=main]").inner_text().split())
     preformatted = _lines(page, "[role=main] pre")
-    raw = (argparse.RawDescriptionHelpFormatter, argparse.RawTextHelpFormatter)
-    for parser in _parsers(make_parser()):
+    for parser in all_parsers(make_parser()):
         name = parser.prog
         problems.check("cli", name.split()[-1] in text, f"no {name}")
         for action in parser._actions:
             for option in action.option_strings:
                 problems.check("cli", option in text, f"no option {option} of {name}")
         formatter = parser.formatter_class
-        if isinstance(formatter, type) and issubclass(formatter, raw):
+        if isinstance(formatter, type) and issubclass(formatter, RAW_FORMATTERS):
             for block in (parser.description, parser.epilog):
                 for line in (block or "").splitlines():
                     if line.startswith((" ", "\t")) and line.strip():

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 
 from trio_exec._cli import make_parser
 
-__all__ = ["parser", "preformatted_as_rst"]
+__all__ = ["RAW_FORMATTERS", "all_parsers", "parser", "preformatted_as_rst"]
 
-_RAW_FORMATTERS = (argparse.RawDescriptionHelpFormatter, argparse.RawTextHelpFormatter)
+RAW_FORMATTERS = (argparse.RawDescriptionHelpFormatter, argparse.RawTextHelpFormatter)
+"""The formatters that print descriptions and epilogs as written."""
 
 
 def preformatted_as_rst(text: str) -> str:
@@ -40,21 +41,22 @@ def preformatted_as_rst(text: str) -> str:
     return "\n".join(out)
 
 
-def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+def all_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """The parser and its subcommands' parsers, recursively."""
     yield parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in dict.fromkeys(action.choices.values()):
-                yield from _parsers(child)
+                yield from all_parsers(child)
 
 
 def parser() -> argparse.ArgumentParser:
     """``trio-exec``'s parser, its preformatted descriptions and epilogs as
     reStructuredText."""
     top = make_parser()
-    for each in _parsers(top):
+    for each in all_parsers(top):
         formatter = each.formatter_class
-        if isinstance(formatter, type) and issubclass(formatter, _RAW_FORMATTERS):
+        if isinstance(formatter, type) and issubclass(formatter, RAW_FORMATTERS):
             if each.description:
                 each.description = preformatted_as_rst(each.description)
             if each.epilog:
