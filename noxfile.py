@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import nox
 
 nox.options.reuse_existing_virtualenvs = True
@@ -24,14 +27,49 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy")
 
 
+CHROMIUM_ENV_VAR = "TRIO_EXEC_CHROMIUM"
+"""Names the Chromium that the docs session's browser check drives (default: the
+distribution's ``chromium`` on PATH, installed with apt-get when it is missing)."""
+
+
+def _chromium(session: nox.Session) -> str:
+    """The path of a Chromium binary, installed from the distribution's packages if need be."""
+    wanted = os.environ.get(CHROMIUM_ENV_VAR)
+    if wanted:
+        if not os.access(wanted, os.X_OK):
+            session.error(f"{CHROMIUM_ENV_VAR}={wanted} is not an executable file")
+        return wanted
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run(
+            "apt-get", "install", "-y", "-qq", "--no-install-recommends",
+            "chromium", "fonts-dejavu-core", external=True, env=env,
+        )  # fmt: skip
+        found = shutil.which("chromium")
+        if found:
+            return found
+    return session.error(
+        "the docs session checks the site in a headless Chromium and found none: install "
+        "it (Debian/Ubuntu as root: apt-get install chromium) or set "
+        f"{CHROMIUM_ENV_VAR} to its path"
+    )
+
+
 @nox.session
 def docs(session: nox.Session) -> None:
-    """The Sphinx site (tutorial, API reference, protocol, comparison, operations), with
-    warnings as errors."""
-    session.install("-e", ".[test]", "sphinx")  # the API page imports the testing kit
+    """The Sphinx site (tutorial, CLI, API reference, protocol, comparison, operations),
+    with warnings as errors, then checked in a headless Chromium (docs/check_site.py:
+    every page loads cleanly, no code block overflows; screenshots in docs/_build/)."""
+    session.install("-e", ".[docs,test]")  # the API pages import the testing kit
+    chromium = _chromium(session)  # before the build: no browser, no point building
     session.run(
         "sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html"
     )
+    session.run("python", "docs/check_site.py", "--chromium", chromium, "docs/_build")
 
 
 @nox.session

@@ -1,15 +1,19 @@
 """Sphinx configuration of the trio_exec documentation.
 
-Built-in extensions only (autodoc, napoleon, viewcode) and the default theme; no network
-(intersphinx is off). Build with::
+Sphinx's autodoc, napoleon and viewcode, sphinx-argparse (the CLI page is generated from
+the parser of ``trio-exec``), myst-parser (the front page is the README) and the furo
+theme, all from the ``docs`` extra; no network (intersphinx is off). Build with::
 
     sphinx-build -W --keep-going -b html docs docs/_build/html
 
+(``nox -s docs`` builds it and then checks the site in a headless browser:
+``docs/check_site.py``.)
+
 Local additions, all registered in :func:`setup`:
 
-* The API page lists names by topic. Any public name (in the ``__all__`` of a documented
-  module) that it does not list is appended under "Other public names", so a new name is
-  documented from the day it is exported.
+* The API pages (``docs/api/``) list names by topic. Any public name (in the ``__all__``
+  of a documented module) that none of them lists is appended to the API index under
+  "Other public names", so a new name is documented from the day it is exported.
 * A re-exported constant or type alias (``trio_exec.DEFAULT_GRACE``, ``trio_exec.Event``)
   gets the doc comment written where it is defined, not the docstring of ``float``.
 * Napoleon reads the first line of an attribute docstring as ``type: description``. Ours
@@ -18,34 +22,49 @@ Local additions, all registered in :func:`setup`:
 * Classes that users obtain and never build (:data:`OBTAINED_NOT_BUILT`) are shown without
   their constructor's signature, which takes private types.
 * ``.. trio-exec-limits::`` generates the tables of named limits from the source.
+* Every ``$ trio-exec ...`` command shown in a code block, on any page (the README
+  included), must parse with the real argument parser: a stale example is a build error.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.util
 import inspect
+import io
 import operator
 import pkgutil
 import re
+import shlex
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.errors import PycodeError
 from sphinx.pycode import ModuleAnalyzer
+from sphinx.util import logging as sphinx_logging
 from sphinx.util.docutils import SphinxDirective
 
 import trio_exec
+
+_logger = sphinx_logging.getLogger(__name__)
 
 project = "trio_exec"
 author = "the trio_exec developers"
 project_copyright = "the trio_exec developers"
 release = version = trio_exec.__version__
 
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.viewcode"]
-exclude_patterns = ["_build", "README-testing-snippet.md"]
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
+    "sphinxarg.ext",
+    "myst_parser",
+]
+exclude_patterns = ["_build"]
 root_doc = "index"
 
 autodoc_member_order = "bysource"
@@ -55,9 +74,14 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 
-html_theme = "alabaster"
+smartquotes_action = "qe"
+"""Curly quotes and ellipses, but ``--`` stays two hyphens: the CLI's options are written
+that way in prose and in the parser's help."""
+
+html_theme = "furo"
 html_title = f"trio_exec {release}"
-html_theme_options = {"description": "Processes as Trio sessions, here or remote"}
+html_static_path = ["_static"]
+html_css_files = ["trio_exec.css"]
 
 PUBLIC_MODULES = (
     "trio_exec",
@@ -91,12 +115,19 @@ def _directive_for(module_name: str, name: str) -> str:
     return f".. autodata:: {module_name}.{name}\n\n"
 
 
+API_DIR = "api"
+"""The folder of the API pages; its ``index`` gets the names that no page lists."""
+
+
 def _complete_api_page(app: Any, docname: str, source: list[str]) -> None:
-    """Append the public names that the page does not list."""
-    if docname != "api":
+    """Append to the API index the public names that no API page lists."""
+    if docname != f"{API_DIR}/index":
         return
     text = source[0]
-    listed = {match[1] for match in _AUTODOC.finditer(text)}
+    pages = sorted((Path(app.srcdir) / API_DIR).glob("*.rst"))
+    for page in pages:  # the index is rebuilt when a page that lists names changes
+        app.env.note_dependency(str(page))
+    listed = {match[1] for page in pages for match in _AUTODOC.finditer(page.read_text("utf-8"))}
     missing = [
         (module_name, name)
         for module_name in PUBLIC_MODULES
@@ -106,8 +137,9 @@ def _complete_api_page(app: Any, docname: str, source: list[str]) -> None:
     extra = ""
     if missing:
         extra = (
+            ".. currentmodule:: trio_exec\n\n"
             "Other public names\n------------------\n\n"
-            "Exported, but not yet placed in a section above.\n\n"
+            "Exported, but not yet placed on a page of its topic.\n\n"
             + "".join(_directive_for(module_name, name) for module_name, name in missing)
         )
     source[0] = text.replace(_UNLISTED_MARKER, extra)
@@ -193,6 +225,10 @@ NOT_LIMITS = frozenset(
 )
 """Numeric constants that are codes, not limits."""
 
+EXIT_CODE_NAME = re.compile(r"EXIT_[A-Z0-9_]+|[A-Z0-9_]*_EXIT_(?:CODE|STATUS)")
+"""Names of exit codes and statuses (``FAILURE_EXIT_CODE``, ``EXIT_USAGE``), which are codes
+too; ``COMMAND_EXIT_TIMEOUT`` and ``PTY_EXIT_SETTLE`` are limits."""
+
 _OPERATORS: dict[type[ast.operator], Any] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -249,7 +285,7 @@ def _limits(module_name: str) -> list[tuple[str, str, str]]:
         if not isinstance(target, ast.Name) or not re.fullmatch(r"[A-Z][A-Z0-9_]*", target.id):
             continue
         value = _number(value_node)
-        if value is None or target.id in NOT_LIMITS:
+        if value is None or target.id in NOT_LIMITS or EXIT_CODE_NAME.fullmatch(target.id):
             continue
         text = ast.get_source_segment(source, value_node) or repr(value)
         if "BYTES" in target.id or "CHARS" in target.id:
@@ -284,8 +320,8 @@ class LimitsTables(SphinxDirective):
     """``.. trio-exec-limits::``: a table of the named limits of every module, from source.
 
     Every module-level constant with an upper-case name and a numeric value is listed
-    (except the codes in :data:`NOT_LIMITS`), with the first paragraph of its docstring, so
-    the table cannot fall behind the code.
+    (except the codes: :data:`NOT_LIMITS`, :data:`EXIT_CODE_NAME`), with the first paragraph
+    of its docstring, so the table cannot fall behind the code.
     """
 
     def run(self) -> list[nodes.Node]:
@@ -314,6 +350,62 @@ class LimitsTables(SphinxDirective):
         container = nodes.container()
         self.state.nested_parse(StringList(lines, "<limits>"), self.content_offset, container)
         return list(container.children)
+
+
+_SHELL_OPERATORS = frozenset({"|", "||", "&&", ";", "&"})
+
+
+def _shown_commands(text: str) -> list[list[str]]:
+    """The arguments of each ``trio-exec`` command typed at a ``$`` prompt in ``text``."""
+    commands = []
+    for line in text.replace("\\\n", " ").splitlines():
+        if not line.startswith("$ "):
+            continue
+        try:
+            words = shlex.split(line[2:], comments=True)
+        except ValueError:
+            continue  # not a shell line (an unbalanced quote): nothing to check
+        segment: list[str] = []
+        for word in [*words, ";"]:
+            if word not in _SHELL_OPERATORS:
+                segment.append(word)
+                continue
+            if segment[:1] == ["trio-exec"]:
+                commands.append(segment[1:])
+            segment = []
+    return commands
+
+
+def _parse_error(args: list[str]) -> str | None:
+    """Why the parser of ``trio-exec`` rejects ``args``, or None if it takes them."""
+    from trio_exec._cli import make_parser
+
+    errors = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors):
+        try:
+            make_parser().parse_args(args)
+        except SystemExit as exit:
+            if exit.code not in (0, None):
+                return errors.getvalue().strip().splitlines()[-1]
+    return None
+
+
+def _check_shown_commands(app: Any, doctree: nodes.document) -> None:
+    """Warn about every ``$ trio-exec ...`` example that the real parser rejects."""
+    for block in doctree.findall(nodes.literal_block):
+        for args in _shown_commands(block.astext()):
+            error = _parse_error(args)
+            if error is not None:
+                command = shlex.join(["trio-exec", *args])
+                _logger.warning("the example %r does not parse: %s", command, error, location=block)
+
+
+def _always_reread_cli_page(
+    app: Any, env: Any, added: set[str], changed: set[str], removed: set[str]
+) -> list[str]:
+    """The CLI page renders the parser of ``trio_exec._cli``, which Sphinx does not know
+    it depends on: read it again on every build."""
+    return ["cli"]
 
 
 OBTAINED_NOT_BUILT = frozenset(
@@ -346,6 +438,8 @@ def _hide_private_constructor(
 def setup(app: Any) -> dict[str, Any]:
     app.add_directive("trio-exec-limits", LimitsTables)
     app.connect("source-read", _complete_api_page)
+    app.connect("doctree-read", _check_shown_commands)
+    app.connect("env-get-outdated", _always_reread_cli_page)
     app.connect("autodoc-process-signature", _hide_private_constructor)
     app.connect("autodoc-process-docstring", _keep_attribute_docstring, priority=100)
     app.connect("autodoc-process-docstring", _restore_attribute_docstring, priority=900)

@@ -15,6 +15,10 @@ Here, under Trio, the program:
 4. initializes the session, lists the tools, calls them and prints the results.
 
     python examples/mcp_remote.py [--local]     # --local: no exec server, run it here
+
+It needs the ``mcp`` SDK (and anyio, which the SDK runs on), beyond the library's own
+dependencies: the ``examples`` extra installs them, ``python -m pip install '.[examples]'``
+in a checkout (the ``test`` extra has them too).
 """
 
 from __future__ import annotations

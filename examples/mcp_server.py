@@ -9,6 +9,9 @@ Tools:
 It writes one line to stderr when it starts, which the client side logs.
 
     python examples/mcp_server.py      # then speak MCP (JSON-RPC lines) on stdin
+
+It needs the ``mcp`` SDK: the ``examples`` extra installs it, ``python -m pip install
+'.[examples]'`` in a checkout (the ``test`` extra has it too).
 """
 
 from __future__ import annotations

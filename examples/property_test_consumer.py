@@ -16,6 +16,10 @@ Run it like any test module (the ``trio`` marks make it work without ``trio_mode
 
     python -m pytest examples/property_test_consumer.py
 
+It needs pytest, pytest-trio and hypothesis, beyond the library's own dependencies: the
+``examples`` extra installs them, ``python -m pip install '.[examples]'`` in a checkout
+(the ``test`` extra has them too).
+
 The fixtures and ``open_backend`` come from trio_exec's pytest plugin, which pytest loads by
 itself through its entry point (with plugin autoloading disabled, add
 ``-p trio_exec.testing.pytest_plugin -p pytest_trio.plugin``).
