@@ -66,8 +66,9 @@ def docs(session: nox.Session) -> None:
     every page loads cleanly, no code block overflows; screenshots in docs/_build/)."""
     session.install("-e", ".[docs,test]")  # the API pages import the testing kit
     chromium = _chromium(session)  # before the build: no browser, no point building
+    # -E: a fresh environment, since Sphinx does not notice a changed docstring.
     session.run(
-        "sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html"
+        "sphinx-build", "-E", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html"
     )
     session.run("python", "docs/check_site.py", "--chromium", chromium, "docs/_build")
 

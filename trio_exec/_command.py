@@ -218,7 +218,8 @@ async def connect_command(
 
     The command speaks newline-delimited JSON, as ``trio-exec serve --listen stdio`` does::
 
-        argv = ["ssh", "build-host", "trio-exec", "serve", "--listen", "stdio"]
+        argv = ["ssh", "build-host", "trio-exec", "serve", "--listen",
+                "stdio"]
         async with tx.connect_command(argv) as backend:
             result = await tx.run_process(["uname", "-a"], backend=backend)
 

@@ -54,8 +54,8 @@ class ProcessStream(trio.abc.HalfCloseableStream):
     which must have a writable stdin (``pipe_stdin=True``, or ``tty=True``: a terminal's
     output is then what ``receive_some`` reads)::
 
-        async with backend.open_process(argv, pipe_stdin=True) as proc:
-            stream = ProcessStream(proc)
+        async with backend.open_process(argv, pipe_stdin=True) as p:
+            stream = ProcessStream(p)
 
     Build it before the first checkpoint after the block is entered, or output that was
     already evicted from the session's retained log is missed. The child's stderr is not

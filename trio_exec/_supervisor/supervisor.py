@@ -120,8 +120,9 @@ class Supervisor:
         supervisor = Supervisor()
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            web = await supervisor.start(ChildSpec(name="web", argv=[...],
-                                                   ready=ReadyOnPort(port=8080)))
+            ready = ReadyOnPort(port=8080)
+            spec = ChildSpec(name="web", argv=[...], ready=ready)
+            web = await supervisor.start(spec)
             ...
             nursery.cancel_scope.cancel()   # stops every child, gracefully
 

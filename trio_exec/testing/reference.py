@@ -16,7 +16,9 @@ Typical use in a test module::
         return ensure_reference()
 
     @pytest.fixture
-    async def reference_url(reference_binary: Path) -> AsyncIterator[str]:
+    async def reference_url(
+        reference_binary: Path,
+    ) -> AsyncIterator[str]:
         async with open_reference_server(reference_binary) as url:
             yield url
 
