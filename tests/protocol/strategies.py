@@ -142,6 +142,7 @@ environment_infos = st.builds(
     platform_os=st.none() | texts,
     temporary_directories=st.none() | st.lists(file_uris, max_size=2).map(tuple),
     temp_dir=st.none() | file_uris,
+    capabilities=st.none() | st.dictionaries(texts, st.booleans(), max_size=3),
 )
 initialize_results = st.builds(
     InitializeResult,
