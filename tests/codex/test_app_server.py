@@ -167,16 +167,12 @@ async def test_codex_uses_the_exec_server_as_a_ready_environment_with_mcp_tools(
             write_codex_home(home, url, project)
             async with open_app_server(home, project) as app:
                 environment = {"environmentId": ENVIRONMENT_ID}
-                assert await app.request("environment/status", environment) == {
-                    "status": "ready"
-                }
+                assert await app.request("environment/status", environment) == {"status": "ready"}
                 info = await app.request("environment/info", environment)
                 assert info["cwd"] == path_to_file_uri(project)
                 started_thread = await app.request("thread/start", {"cwd": str(project)})
                 thread = started_thread["thread"]
-                assert [env["environmentId"] for env in thread["environments"]] == [
-                    ENVIRONMENT_ID
-                ]
+                assert [env["environmentId"] for env in thread["environments"]] == [ENVIRONMENT_ID]
                 # Listing starts the MCP server once more for its inventory, then
                 # terminates that process.
                 listed = await app.request("mcpServerStatus/list", {"threadId": thread["id"]})
@@ -194,9 +190,7 @@ async def test_codex_uses_the_exec_server_as_a_ready_environment_with_mcp_tools(
                 )
                 assert called["content"] == [{"type": "text", "text": "REMOTE!"}]
                 assert called.get("isError") is False
-                assert await app.request("environment/status", environment) == {
-                    "status": "ready"
-                }
+                assert await app.request("environment/status", environment) == {"status": "ready"}
                 await recording.wait_until(_terminated_the_listing_server)
                 log = app.log
     elapsed = time.monotonic() - started
