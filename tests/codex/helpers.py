@@ -160,17 +160,23 @@ async def open_recording_proxy(upstream: str) -> AsyncIterator[tuple[str, Record
         nursery.cancel_scope.cancel()
 
 
-def write_codex_home(home: Path, exec_server_url: str, cwd: Path) -> None:
-    """A ``CODEX_HOME``: the exec server as the only environment, and the MCP server on it."""
+def write_codex_home(home: Path, exec_server_url: str | None, cwd: Path) -> None:
+    """A ``CODEX_HOME``: the exec server as the only environment, and the MCP server on it.
+
+    With ``exec_server_url`` None there is no ``environments.toml``: codex is then told
+    the URL by ``CODEX_EXEC_SERVER_URL`` (see :func:`open_app_server`), which names the
+    environment :data:`ENVIRONMENT_ID` too.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    (home / "environments.toml").write_text(
-        f'default = "{ENVIRONMENT_ID}"\n'
-        "include_local = false\n"
-        "\n"
-        "[[environments]]\n"
-        f'id = "{ENVIRONMENT_ID}"\n'
-        f"url = {json.dumps(exec_server_url)}\n"
-    )
+    if exec_server_url is not None:
+        (home / "environments.toml").write_text(
+            f'default = "{ENVIRONMENT_ID}"\n'
+            "include_local = false\n"
+            "\n"
+            "[[environments]]\n"
+            f'id = "{ENVIRONMENT_ID}"\n'
+            f"url = {json.dumps(exec_server_url)}\n"
+        )
     (home / "config.toml").write_text(
         f"[mcp_servers.{MCP_SERVER_NAME}]\n"
         f"command = {json.dumps(sys.executable)}\n"
@@ -247,8 +253,11 @@ class AppServer:
 
 
 @asynccontextmanager
-async def open_app_server(home: Path, cwd: Path) -> AsyncIterator[AppServer]:
-    """Run ``codex app-server`` (stdio) with ``CODEX_HOME=home`` in ``cwd``, initialized.
+async def open_app_server(
+    home: Path, cwd: Path, *, exec_server_url: str | None = None
+) -> AsyncIterator[AppServer]:
+    """Run ``codex app-server`` (stdio) with ``CODEX_HOME=home`` in ``cwd``, initialized;
+    with ``exec_server_url``, ``CODEX_EXEC_SERVER_URL`` names the remote environment.
 
     The binary is the reference install (:func:`ensure_reference`): the whole
     ``@openai/codex`` package, so ``app-server`` is there too. No login and no network
@@ -256,6 +265,9 @@ async def open_app_server(home: Path, cwd: Path) -> AsyncIterator[AppServer]:
     """
     binary = ensure_reference()
     env = dict(os.environ, CODEX_HOME=str(home), RUST_LOG="warn")
+    env.pop("CODEX_EXEC_SERVER_URL", None)
+    if exec_server_url is not None:
+        env["CODEX_EXEC_SERVER_URL"] = exec_server_url
     stderr_path = home / "app-server.log"
     with stderr_path.open("wb") as stderr:
         process = await trio.lowlevel.open_process(

@@ -2,7 +2,8 @@
 reference's.
 
 codex runs with a throwaway ``CODEX_HOME`` whose ``environments.toml`` names the exec
-server (through a recording proxy) as its only environment, and whose ``config.toml``
+server (through a recording proxy) as its only environment (or with
+``CODEX_EXEC_SERVER_URL`` naming it, the other way codex offers), and whose ``config.toml``
 configures an MCP stdio server (``examples/mcp_server.py``, built with the ``mcp``
 package) on it. The test then asks codex, over its own stdio JSON-RPC, for the
 environment's status and info, starts a thread there, lists the MCP server's tools and
@@ -156,16 +157,19 @@ def _terminated_the_listing_server(recording: Recording) -> bool:
     )
 
 
+@pytest.mark.parametrize("configured_by", ["environments.toml", "CODEX_EXEC_SERVER_URL"])
 async def test_codex_uses_the_exec_server_as_a_ready_environment_with_mcp_tools(
-    exec_server: str, tmp_path: Path
+    exec_server: str, configured_by: str, tmp_path: Path
 ) -> None:
     project = tmp_path / "project"
     home = tmp_path / "codex-home"
+    by_variable = configured_by == "CODEX_EXEC_SERVER_URL"
     started = time.monotonic()
     with trio.fail_after(FLOW_TIMEOUT):
         async with open_recording_proxy(exec_server) as (url, recording):
-            write_codex_home(home, url, project)
-            async with open_app_server(home, project) as app:
+            write_codex_home(home, None if by_variable else url, project)
+            variable = url if by_variable else None
+            async with open_app_server(home, project, exec_server_url=variable) as app:
                 environment = {"environmentId": ENVIRONMENT_ID}
                 assert await app.request("environment/status", environment) == {"status": "ready"}
                 info = await app.request("environment/info", environment)
