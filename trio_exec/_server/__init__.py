@@ -8,6 +8,8 @@ checking only):
 
 * :mod:`.environment`: what ``initialize`` tells of the server's side, and the environment
   a child starts with (``env``, the ``envPolicy`` rules);
+* :mod:`.env_methods`: the environment methods codex asks of a remote environment
+  (``environment/*``, ``environmentConfig/read``, ``fs/getMetadata``, ``fs/watchMissing``);
 * :mod:`.session`: sessions, their process tables and entries, and the holds and pins that
   keep output retained for a resume;
 * :mod:`.methods`: the ``process/*`` methods, performed on a session's table;
