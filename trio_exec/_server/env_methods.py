@@ -117,7 +117,8 @@ async def _get_metadata(params: GetMetadataParams) -> FileMetadata:
         await trio.lowlevel.checkpoint()
         raise RemoteError(INVALID_PARAMS, _NO_SANDBOX)
     try:
-        return await trio.to_thread.run_sync(_stat, params.local_path)
+        # Abandoned when cancelled: a hung file system does not hold the session's end.
+        return await trio.to_thread.run_sync(_stat, params.local_path, abandon_on_cancel=True)
     except FileNotFoundError as exc:
         raise RemoteError(NOT_FOUND, _os_error_text(exc)) from None
     except (OSError, ValueError) as exc:
@@ -185,7 +186,7 @@ class _Watches:
             await trio.lowlevel.checkpoint()
             return WatchMissingResult(watching=False)
         watch = _Watch(params)
-        snapshot = await trio.to_thread.run_sync(_snapshot, watch)
+        snapshot = await trio.to_thread.run_sync(_snapshot, watch, abandon_on_cancel=True)
         depths, present = snapshot
         exists = any(
             depth == len(_parts(path)) for depth, path in zip(depths, watch.missing, strict=True)
@@ -215,7 +216,7 @@ class _Watches:
         """Look at the paths until they changed, then notify the attached connection."""
         while True:
             await trio.sleep(WATCH_POLL_INTERVAL)  # polling by design: see the constant
-            if await trio.to_thread.run_sync(_snapshot, watch) != first:
+            if await trio.to_thread.run_sync(_snapshot, watch, abandon_on_cancel=True) != first:
                 break
         watch.notified = True
         connection = session.connection
