@@ -65,6 +65,11 @@ SERVER_METHODS: Final = frozenset(
         "process/closeStdin",
         "process/resize",
         "process/list",
+        "environment/status",
+        "environment/info",
+        "environmentConfig/read",
+        "fs/getMetadata",
+        "fs/watchMissing",
     }
 )
 I64_MIN: Final = -(2**63)

@@ -4,7 +4,8 @@ Both servers run side by side, in the same temporary directory with the same env
 (plus a marker variable), and are asked the same things over the raw protocol:
 
 * ``initialize``'s ``environmentInfo``: our server sends a subset of the reference's
-  fields, each with the reference's value (the working directory, home, shell, ...);
+  fields, each with the reference's value (the working directory, home, shell, ...), and
+  a subset of its ``capabilities``;
 * ``envPolicy``: the same policies give the same child environment, variable for variable,
   apart from what each server adds to its own environment (the reference prepends its
   helper directory to ``PATH``; ``CODEX_HOME`` is the reference's).
@@ -90,9 +91,14 @@ async def test_our_environment_info_is_a_part_of_the_references(servers: Servers
         "platformOs",
         "temporaryDirectories",
         "tempDir",
+        "capabilities",
     }
     assert set(our_info) < set(reference_info)
+    our_capabilities = our_info.pop("capabilities")
     assert our_info == {name: reference_info[name] for name in our_info}
+    # The capabilities we offer are a part of the reference's, each offered there too.
+    assert our_capabilities == dict.fromkeys(our_capabilities, True)
+    assert our_capabilities.items() <= reference_info["capabilities"].items()
 
 
 async def run_env(driver: RawDriver, process_id: str, **start: Any) -> dict[str, str] | str:

@@ -14,16 +14,26 @@ from trio_exec._protocol import (
     ClosedNotification,
     CloseStdinParams,
     CloseStdinResult,
+    ConfigLayer,
+    ConfigLayers,
+    EnvironmentConfig,
+    EnvironmentConfigReadParams,
     EnvironmentInfo,
+    EnvironmentInfoParams,
+    EnvironmentStatusParams,
+    EnvironmentStatusResult,
     ErrorObject,
     ErrorResponse,
     ExitedNotification,
+    FileMetadata,
+    GetMetadataParams,
     InitializedNotification,
     InitializeParams,
     InitializeResult,
     ListParams,
     ListResult,
     Message,
+    MissingChangedNotification,
     Notification,
     NotificationParams,
     OutputNotification,
@@ -44,6 +54,8 @@ from trio_exec._protocol import (
     StartResult,
     TerminateParams,
     TerminateResult,
+    WatchMissingParams,
+    WatchMissingResult,
     WindowSize,
     WriteParams,
     WriteResult,
@@ -121,6 +133,17 @@ resize_params = st.builds(
     cols=st.integers(min_value=1, max_value=0xFFFF),
 )
 list_params = st.just(ListParams())
+get_metadata_params = st.builds(GetMetadataParams, path=file_uris, sandbox=st.none() | json_objects)
+watch_missing_params = st.builds(
+    WatchMissingParams,
+    watch_id=u64,
+    missing=st.lists(file_uris, max_size=3).map(tuple),
+    present=st.none() | file_uris,
+)
+key_paths = st.lists(st.lists(texts, min_size=1, max_size=3).map(tuple), max_size=3).map(tuple)
+environment_config_read_params = st.builds(
+    EnvironmentConfigReadParams, cwd=file_uris, config_paths=key_paths, requirements_paths=key_paths
+)
 
 request_params: st.SearchStrategy[RequestParams] = st.one_of(
     initialize_params,
@@ -132,6 +155,11 @@ request_params: st.SearchStrategy[RequestParams] = st.one_of(
     close_stdin_params,
     resize_params,
     list_params,
+    st.just(EnvironmentStatusParams()),
+    st.just(EnvironmentInfoParams()),
+    get_metadata_params,
+    watch_missing_params,
+    environment_config_read_params,
 )
 
 environment_infos = st.builds(
@@ -142,6 +170,7 @@ environment_infos = st.builds(
     platform_os=st.none() | texts,
     temporary_directories=st.none() | st.lists(file_uris, max_size=2).map(tuple),
     temp_dir=st.none() | file_uris,
+    capabilities=st.none() | st.dictionaries(texts, st.booleans(), max_size=3),
 )
 initialize_results = st.builds(
     InitializeResult,
@@ -173,6 +202,31 @@ process_infos = st.builds(
 )
 list_results = st.builds(ListResult, processes=st.lists(process_infos, max_size=3).map(tuple))
 
+file_metadata = st.builds(
+    FileMetadata,
+    is_directory=st.booleans(),
+    is_file=st.booleans(),
+    is_symlink=st.booleans(),
+    size=u64,
+    created_at_ms=u64,
+    modified_at_ms=u64,
+)
+config_layers = st.builds(
+    ConfigLayers,
+    layers=st.lists(
+        st.builds(ConfigLayer, source=texts, base_dir=file_uris, toml=texts), max_size=2
+    ).map(tuple),
+    cloud_insertion_index=u64,
+)
+environment_configs = st.builds(
+    EnvironmentConfig,
+    user_home_dir=file_uris,
+    codex_home_dir=file_uris,
+    hostname=texts,
+    config=config_layers,
+    requirements=config_layers,
+)
+
 #: (method, result) pairs: the method decides how a result is decoded.
 method_results: st.SearchStrategy[tuple[str, RequestResult]] = st.one_of(
     initialize_results.map(lambda r: ("initialize", r)),
@@ -184,6 +238,11 @@ method_results: st.SearchStrategy[tuple[str, RequestResult]] = st.one_of(
     close_stdin_results.map(lambda r: ("process/closeStdin", r)),
     st.just(("process/resize", ResizeResult())),
     list_results.map(lambda r: ("process/list", r)),
+    st.builds(EnvironmentStatusResult, status=texts).map(lambda r: ("environment/status", r)),
+    environment_infos.map(lambda r: ("environment/info", r)),
+    file_metadata.map(lambda r: ("fs/getMetadata", r)),
+    st.builds(WatchMissingResult, watching=st.booleans()).map(lambda r: ("fs/watchMissing", r)),
+    environment_configs.map(lambda r: ("environmentConfig/read", r)),
 )
 
 output_notifications = st.builds(
@@ -207,6 +266,7 @@ notification_params: st.SearchStrategy[NotificationParams] = st.one_of(
     output_notifications,
     exited_notifications,
     closed_notifications,
+    st.builds(MissingChangedNotification, watch_id=u64),
 )
 
 messages: st.SearchStrategy[Message] = st.one_of(

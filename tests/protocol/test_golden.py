@@ -333,7 +333,7 @@ def test_reference_read_without_optional_fields() -> None:
 
 def test_reference_initialize_result_keeps_the_environment_info_we_use() -> None:
     # The 0.169 binary's answer, seen live (paths shortened); the codex-specific fields
-    # (executorVersion, providerId, prependPathDirs, capabilities) are dropped.
+    # (executorVersion, providerId, prependPathDirs) are dropped, capabilities kept.
     frame = (
         '{"id":1,"result":{"sessionId":"9f0c","environmentInfo":{"shell":{"name":"bash",'
         '"path":"/bin/bash"},"executorVersion":"0.169.0","providerId":"sha256:2101",'
@@ -353,6 +353,7 @@ def test_reference_initialize_result_keeps_the_environment_info_we_use() -> None
             platform_os="linux",
             temporary_directories=(),
             temp_dir="file:///tmp",
+            capabilities={"networkProxyLaunch": True},
         ),
     )
 

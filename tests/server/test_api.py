@@ -11,7 +11,15 @@ from types import ModuleType
 
 import trio_exec._server as server
 
-LAYERS = ("environment", "session", "methods", "connection", "server", "websocket")
+LAYERS = (
+    "environment",
+    "env_methods",
+    "session",
+    "methods",
+    "connection",
+    "server",
+    "websocket",
+)
 """The modules of the package, each importing (at run time) only those before it."""
 
 MAX_MODULE_LINES = 500

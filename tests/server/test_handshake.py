@@ -57,6 +57,7 @@ async def test_initialize_result_tells_this_side(
         "platformOs": "linux",
         "temporaryDirectories": [path_to_file_uri(tmp_path)],
         "tempDir": path_to_file_uri(tmp_path),
+        "capabilities": {"fsWatchMissing": True, "environmentConfigRead": True},
     }
     assert info["shell"]["name"] in ("bash", "zsh", "sh")
     assert os.access(info["shell"]["path"], os.X_OK)

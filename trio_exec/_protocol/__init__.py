@@ -54,7 +54,9 @@ Modules, each importing only those above it
 * ``rules``: the value rules of typed fields (attrs validators).
 * ``envelope``: :class:`Request`, :class:`Notification`, :class:`Response`,
   :class:`ErrorResponse`, :class:`RpcDecodeError`.
-* ``messages``: the typed params, results and notifications.
+* ``environment``: the typed messages of the environment methods (``environment/*``,
+  ``environmentConfig/read``, ``fs/getMetadata``, ``fs/watchMissing``).
+* ``messages``: the typed params, results and notifications, and the method tables.
 * ``converter``: the one cattrs converter (camelCase, base64, strict types, error paths).
 * ``codec``: :func:`decode_message` / :func:`encode_message` and the typed ``decode_*`` /
   ``make_*`` functions.
@@ -91,6 +93,7 @@ from .codes import (
     INVALID_REQUEST,
     MAX_ECHOED_CHARS,
     METHOD_NOT_FOUND,
+    NOT_FOUND,
     PARSE_ERROR,
     SESSION_ALREADY_ATTACHED,
     UNKNOWN_REQUEST_ID,
@@ -115,6 +118,20 @@ from .envelope import (
     RequestId,
     Response,
     RpcDecodeError,
+)
+from .environment import (
+    ConfigLayer,
+    ConfigLayers,
+    EnvironmentConfig,
+    EnvironmentConfigReadParams,
+    EnvironmentInfoParams,
+    EnvironmentStatusParams,
+    EnvironmentStatusResult,
+    FileMetadata,
+    GetMetadataParams,
+    MissingChangedNotification,
+    WatchMissingParams,
+    WatchMissingResult,
 )
 from .framing import (
     DEFAULT_MAX_LINE_BYTES,
@@ -182,6 +199,7 @@ __all__ = [
     "MAX_JSON_NUMBER_CHARS",
     "MAX_WINDOW_DIMENSION",
     "METHOD_NOT_FOUND",
+    "NOT_FOUND",
     "PARSE_ERROR",
     "PROTOCOL_PARSE_PREFIX",
     "REQUEST_ID_MAX",
@@ -195,13 +213,22 @@ __all__ = [
     "CloseStdinParams",
     "CloseStdinResult",
     "ClosedNotification",
+    "ConfigLayer",
+    "ConfigLayers",
     "ConnectionEvent",
     "ConnectionState",
+    "EnvironmentConfig",
+    "EnvironmentConfigReadParams",
     "EnvironmentInfo",
+    "EnvironmentInfoParams",
+    "EnvironmentStatusParams",
+    "EnvironmentStatusResult",
     "ErrorObject",
     "ErrorResponse",
     "ExitedNotification",
     "Extension",
+    "FileMetadata",
+    "GetMetadataParams",
     "Ignored",
     "InitializeParams",
     "InitializeReceived",
@@ -213,6 +240,7 @@ __all__ = [
     "ListParams",
     "ListResult",
     "Message",
+    "MissingChangedNotification",
     "Notification",
     "NotificationParams",
     "NotificationReceived",
@@ -241,6 +269,8 @@ __all__ = [
     "StartResult",
     "TerminateParams",
     "TerminateResult",
+    "WatchMissingParams",
+    "WatchMissingResult",
     "WindowSize",
     "WriteParams",
     "WriteResult",

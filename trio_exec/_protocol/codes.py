@@ -27,6 +27,7 @@ __all__ = [
     "INVALID_REQUEST",
     "MAX_ECHOED_CHARS",
     "METHOD_NOT_FOUND",
+    "NOT_FOUND",
     "PARSE_ERROR",
     "SESSION_ALREADY_ATTACHED",
     "UNKNOWN_REQUEST_ID",
@@ -49,6 +50,9 @@ INTERNAL_ERROR: Final = InternalError.CODE
 """Spawn failure (the message is the OS error text) or another server-side failure."""
 SESSION_ALREADY_ATTACHED: Final = SessionAlreadyAttachedError.CODE
 """``initialize {resumeSessionId}`` named a session still attached to another connection."""
+
+NOT_FOUND: Final = -32004
+"""A filesystem method's path does not exist (the reference's ``not_found``)."""
 
 UNKNOWN_REQUEST_ID: Final = -1
 """The id of the error response to a frame that could not be parsed (as the reference)."""

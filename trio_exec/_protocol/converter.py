@@ -68,6 +68,7 @@ _OMITTED_WHEN_NONE: Final[frozenset[tuple[type, str]]] = frozenset(
         (EnvironmentInfo, "platform_os"),
         (EnvironmentInfo, "temporary_directories"),
         (EnvironmentInfo, "temp_dir"),
+        (EnvironmentInfo, "capabilities"),
         (StartParams, "env_policy"),
         (StartParams, "window_size"),
         (TerminateParams, "grace_ms"),

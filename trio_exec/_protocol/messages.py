@@ -15,6 +15,18 @@ import attrs
 
 from .._events import Closed, Exited, Output, OutputStream, ReadResult, WriteStatus, signal_name
 from .codes import ProcessSignal
+from .environment import (
+    EnvironmentConfig,
+    EnvironmentConfigReadParams,
+    EnvironmentInfoParams,
+    EnvironmentStatusParams,
+    EnvironmentStatusResult,
+    FileMetadata,
+    GetMetadataParams,
+    MissingChangedNotification,
+    WatchMissingParams,
+    WatchMissingResult,
+)
 from .rules import _file_uri, _non_empty, _non_negative, _window_dimension
 from .uris import file_uri_to_path
 
@@ -81,7 +93,7 @@ class EnvironmentInfo:
     The reference's ``environmentInfo`` (of ``initialize`` and ``environment/info``), limited
     to the fields trio_exec fills or reads; paths are ``file://`` URIs. Every field is
     optional on the wire; other fields of the reference (``executorVersion``,
-    ``capabilities``, ...) are dropped.
+    ``providerId``, ...) are dropped.
     """
 
     shell: ShellInfo | None = None
@@ -96,6 +108,10 @@ class EnvironmentInfo:
     """The temporary directories the server's environment names (``TMPDIR``)."""
     temp_dir: str | None = None
     """The server's temporary directory (``TMPDIR``, else ``/tmp``)."""
+    capabilities: dict[str, bool] | None = None
+    """The environment methods the server offers beyond the core ones, by the reference's
+    names (``fsWatchMissing``, ``environmentConfigRead``, ...); codex uses a method only
+    when its capability is true."""
 
 
 @attrs.frozen(kw_only=True)
@@ -402,6 +418,11 @@ RequestParams: TypeAlias = (
     | CloseStdinParams
     | ResizeParams
     | ListParams
+    | EnvironmentStatusParams
+    | EnvironmentInfoParams
+    | EnvironmentConfigReadParams
+    | GetMetadataParams
+    | WatchMissingParams
 )
 """The params of any request method."""
 
@@ -415,13 +436,20 @@ RequestResult: TypeAlias = (
     | CloseStdinResult
     | ResizeResult
     | ListResult
+    | EnvironmentStatusResult
+    | EnvironmentInfo
+    | EnvironmentConfig
+    | FileMetadata
+    | WatchMissingResult
 )
 """The result of any request method."""
 
 ProcessNotification: TypeAlias = OutputNotification | ExitedNotification | ClosedNotification
 """A notification about one process (route it by ``process_id``)."""
 
-NotificationParams: TypeAlias = InitializedNotification | ProcessNotification
+NotificationParams: TypeAlias = (
+    InitializedNotification | ProcessNotification | MissingChangedNotification
+)
 """Any typed notification."""
 
 _METHODS: Final[Mapping[str, tuple[type[RequestParams], type[RequestResult]]]] = {
@@ -434,6 +462,11 @@ _METHODS: Final[Mapping[str, tuple[type[RequestParams], type[RequestResult]]]] =
     CloseStdinParams.METHOD: (CloseStdinParams, CloseStdinResult),
     ResizeParams.METHOD: (ResizeParams, ResizeResult),
     ListParams.METHOD: (ListParams, ListResult),
+    EnvironmentStatusParams.METHOD: (EnvironmentStatusParams, EnvironmentStatusResult),
+    EnvironmentInfoParams.METHOD: (EnvironmentInfoParams, EnvironmentInfo),
+    EnvironmentConfigReadParams.METHOD: (EnvironmentConfigReadParams, EnvironmentConfig),
+    GetMetadataParams.METHOD: (GetMetadataParams, FileMetadata),
+    WatchMissingParams.METHOD: (WatchMissingParams, WatchMissingResult),
 }
 _NOTIFICATIONS: Final[Mapping[str, type[NotificationParams]]] = {
     cls.METHOD: cls
@@ -442,5 +475,6 @@ _NOTIFICATIONS: Final[Mapping[str, type[NotificationParams]]] = {
         OutputNotification,
         ExitedNotification,
         ClosedNotification,
+        MissingChangedNotification,
     )
 }

@@ -8,6 +8,8 @@ checking only):
 
 * :mod:`.environment`: what ``initialize`` tells of the server's side, and the environment
   a child starts with (``env``, the ``envPolicy`` rules);
+* :mod:`.env_methods`: the environment methods codex asks of a remote environment
+  (``environment/*``, ``environmentConfig/read``, ``fs/getMetadata``, ``fs/watchMissing``);
 * :mod:`.session`: sessions, their process tables and entries, and the holds and pins that
   keep output retained for a resume;
 * :mod:`.methods`: the ``process/*`` methods, performed on a session's table;
@@ -174,11 +176,17 @@ deliberate differences:
   variable is always left out (the reference drops its own launch variables).
   ``environmentInfo`` carries the fields this server can fill honestly (see
   :func:`.environment._environment_info`).
+* Of the reference's other methods, those codex needs of a remote environment are
+  answered (:mod:`.env_methods`): ``environment/status``, ``environment/info``,
+  ``environmentConfig/read`` (no layers: this server holds no codex configuration),
+  ``fs/getMetadata`` and ``fs/watchMissing`` (polled, within
+  :data:`MAX_WATCHES_PER_SESSION` watches of :data:`MAX_WATCHED_PATHS` paths).
 """
 
 from __future__ import annotations
 
 from .connection import MAX_IN_FLIGHT_REQUESTS, OUTBOUND_QUEUE_MESSAGES, SERVER_EXTENSIONS
+from .env_methods import MAX_WATCHED_PATHS, MAX_WATCHES_PER_SESSION, WATCH_POLL_INTERVAL
 from .environment import _policy_env as _policy_env
 from .methods import CLOSED_PROCESS_RETENTION, MAX_PROCESSES_PER_SESSION, MAX_READ_WAIT
 from .server import GRACEFUL_STOP_TIMEOUT, ExecServer, ServerStatistics, serve_stdio
@@ -198,9 +206,12 @@ __all__ = [
     "MAX_IN_FLIGHT_REQUESTS",
     "MAX_PROCESSES_PER_SESSION",
     "MAX_READ_WAIT",
+    "MAX_WATCHED_PATHS",
+    "MAX_WATCHES_PER_SESSION",
     "OUTBOUND_QUEUE_MESSAGES",
     "SERVER_EXTENSIONS",
     "SESSION_END_GRACE",
+    "WATCH_POLL_INTERVAL",
     "WRITE_ID_MEMORY",
     "ExecServer",
     "ServerStatistics",

@@ -31,6 +31,7 @@ from .._protocol import (
     InitializeReceived,
     InitializeResult,
     Notification,
+    NotificationParams,
     OutputNotification,
     RequestId,
     RequestParams,
@@ -224,6 +225,14 @@ class _Connection:
         # The writer sends what is queued, then ends the connection.
         self._peer.finish()
         await self.ended.wait()
+
+    async def send_notification(self, params: NotificationParams) -> None:
+        """Send a notification of the session's own (not a process's events) to the client;
+        dropped once the connection ended.
+
+        **Cancellation:** nothing was queued.
+        """
+        await self._peer.send(make_notification(params))
 
     async def _reply_error(
         self, request_id: RequestId, code: int, message: str, data: object = None

@@ -1,5 +1,7 @@
 """The server's side as ``initialize`` tells it, and the environment a child starts with.
 
+Also what ``environmentConfig/read`` tells of the codex configuration on this side.
+
 ``environmentInfo`` (working directory, home, shell, temporary directory, operating
 system) is read when a client asks; a child's environment is ``env`` exactly, or the
 reference's ``envPolicy`` rules applied to the server's own environment with ``env`` over
@@ -11,17 +13,42 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import sys
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Final
 
-from .._protocol import EnvironmentInfo, ShellInfo, StartParams, path_to_file_uri
+import attrs
+
+from .._protocol import (
+    ConfigLayers,
+    EnvironmentConfig,
+    EnvironmentConfigReadParams,
+    EnvironmentInfo,
+    ShellInfo,
+    StartParams,
+    path_to_file_uri,
+)
 
 if TYPE_CHECKING:
     from .._backend import ExecBackend
 
-__all__ = ["_child_env", "_child_env_options", "_environment_info", "_policy_env"]
+__all__ = [
+    "ENVIRONMENT_CAPABILITIES",
+    "_child_env",
+    "_child_env_options",
+    "_environment_config",
+    "_environment_info",
+    "_policy_env",
+]
+
+ENVIRONMENT_CAPABILITIES: Final = {"fsWatchMissing": True, "environmentConfigRead": True}
+"""The ``capabilities`` of ``environmentInfo``: the environment methods, beyond status,
+info and ``fs/getMetadata``, that this server answers as the reference does (see
+:mod:`trio_exec._server.env_methods`). The reference's other capabilities (network proxy,
+credential masking, sandboxes, file streaming, ...) are left out, which codex reads as
+false."""
 
 _CORE_ENV_VARS: Final = frozenset(
     [
@@ -52,11 +79,12 @@ def _environment_info(backend: ExecBackend | None = None) -> EnvironmentInfo:
     the operating system, as the reference tells them; all read when asked, so a server
     whose process changed directory reports the new one. Fields that cannot be known (a
     deleted working directory) are left out. The reference's ``executorVersion``,
-    ``providerId``, ``prependPathDirs`` and ``capabilities`` describe codex itself and
-    are not sent.
+    ``providerId`` and ``prependPathDirs`` describe codex itself and are not sent.
+    ``capabilities`` is :data:`ENVIRONMENT_CAPABILITIES` either way: they say what this
+    server answers, whatever its backend's server answers.
     """
     if backend is not None and backend.environment_info is not None:
-        return backend.environment_info
+        return attrs.evolve(backend.environment_info, capabilities=dict(ENVIRONMENT_CAPABILITIES))
     try:
         cwd: str | None = os.getcwd()
     except OSError:
@@ -72,6 +100,32 @@ def _environment_info(backend: ExecBackend | None = None) -> EnvironmentInfo:
         platform_os=_PLATFORM_OS.get(sys.platform, sys.platform.rstrip("0123456789")),
         temporary_directories=tuple(uri for uri in (_file_uri_or_none(tmpdir),) if uri is not None),
         temp_dir=_file_uri_or_none(tmpdir or "/tmp"),
+        capabilities=dict(ENVIRONMENT_CAPABILITIES),
+    )
+
+
+def _environment_config(params: EnvironmentConfigReadParams) -> EnvironmentConfig:
+    """What ``environmentConfig/read`` tells: where codex would keep its files on this
+    side, and no configuration layers, since this server holds no codex configuration.
+
+    Raises:
+        ValueError: no key path was asked for, or one is empty (the reference's checks).
+    """
+    paths = params.config_paths + params.requirements_paths
+    if not paths:
+        raise ValueError("at least one config or requirements path is required")
+    if not all(paths):
+        raise ValueError("TOML paths must contain at least one key segment")
+    home = os.path.expanduser("~")
+    codex_home = os.environ.get("CODEX_HOME", "")
+    if not os.path.isabs(codex_home):
+        codex_home = os.path.join(home, ".codex")
+    return EnvironmentConfig(
+        user_home_dir=_file_uri_or_none(home) or "file:///",
+        codex_home_dir=_file_uri_or_none(codex_home) or "file:///",
+        hostname=socket.gethostname(),
+        config=ConfigLayers(),
+        requirements=ConfigLayers(),
     )
 
 

@@ -50,6 +50,7 @@ from .._protocol import (
     WriteParams,
     WriteResult,
 )
+from .env_methods import EnvironmentParams, _os_error_text, environment_call
 from .environment import _child_env_options
 from .session import _Entry, _PendingWrite, _Session, _subscribe
 
@@ -172,6 +173,8 @@ async def _call(session: _Session, params: RequestParams) -> RequestResult:
         case ListParams():
             await trio.lowlevel.checkpoint()
             return _list(session)
+        case _ if isinstance(params, EnvironmentParams):
+            return await environment_call(session, params)
         case _:  # StartParams is handled before; InitializeParams by the reader
             raise AssertionError(f"unexpected params {params!r}")
 
@@ -374,14 +377,6 @@ async def _perform_write(
 def _known(status: WriteStatus) -> WriteStatus:
     """The status for a process the table knows: a finished block has no stdin any more."""
     return WriteStatus.STDIN_CLOSED if status is WriteStatus.UNKNOWN_PROCESS else status
-
-
-def _os_error_text(exc: OSError) -> str:
-    """The OS error the way the reference (Rust's ``io::Error``) prints it."""
-    text = exc.strerror or str(exc)
-    if exc.errno is None:
-        return text
-    return f"{text} (os error {exc.errno})"
 
 
 def _spawn_error_data(exc: SpawnError) -> dict[str, object] | None:

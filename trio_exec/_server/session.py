@@ -22,6 +22,7 @@ from .._backend import ExecProcess
 from .._errors import ConnectionLost, UnsupportedOperation
 from .._events import WriteStatus
 from .._log import EventSubscription
+from .env_methods import _Watches
 
 if TYPE_CHECKING:  # the session names its server and connection; they import it
     from .connection import _Connection
@@ -187,6 +188,8 @@ class _Session:
         self.ended = False
         self._end = trio.Event()
         self._timer: trio.CancelScope | None = None  # detach expiry, or the catch-up hold
+        self.watches = _Watches()
+        """The ``fs/watchMissing`` watches, polled by tasks of :attr:`nursery`."""
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "attached" if self.connection else "detached"
