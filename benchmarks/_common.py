@@ -15,7 +15,6 @@ QUICK: Final = "--quick" in sys.argv[1:]
 benchmark works (tests/test_benchmarks.py); its figures mean nothing, and a missed target
 does not fail the run."""
 
-
 ROOT: Final = Path(__file__).resolve().parent.parent
 """The project's directory (``python -m benchmarks.NAME`` runs there)."""
 

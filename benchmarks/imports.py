@@ -21,7 +21,7 @@ from typing import Final
 
 from ._common import ROOT, exit_status, report, sized
 
-REPEATS = sized(15, 2)
+REPEATS = sized(15, 1)
 TOP_MODULES: Final = 8
 """Modules listed from ``-X importtime``."""
 IMPORT_TIMEOUT: Final = 60.0

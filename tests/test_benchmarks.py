@@ -25,7 +25,7 @@ ROWS: Final = {
     "local": ("spawn+wait /bin/true", "spawn+wait x300, kill_orphans=True", "drain"),
     "remote": ("start-to-closed /bin/true", "throughput 64 MiB head -c"),
     "neutral": (
-        "neutral client, throughput 1 MiB       trio_exec",
+        "neutral client, throughput 1 MiB",
         "| reference",
         "| client's ceiling",
         "server CPU per MiB sent (/proc)",
