@@ -53,6 +53,14 @@ def test_import_loads_no_remote_stack() -> None:
     assert sorted(loaded & set(NOT_LOADED_BY_IMPORT)) == []
 
 
+def test_the_pytest_plugin_loads_no_remote_stack() -> None:
+    """pytest loads the plugin (an entry point) in every run of a project that has
+    trio_exec installed: it pays for the local layer only."""
+    loaded = _loaded_after("import trio_exec.testing.pytest_plugin")
+    remote_stack = set(NOT_LOADED_BY_IMPORT) - {"importlib.metadata"}  # pytest's own
+    assert sorted(loaded & remote_stack) == []
+
+
 def test_a_remote_name_loads_the_remote_stack() -> None:
     loaded = _loaded_after("import trio_exec\ntrio_exec.connect")
     assert {"trio_exec._remote", "trio_websocket"} <= loaded
