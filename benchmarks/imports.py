@@ -15,6 +15,7 @@ out), the best of :data:`REPEATS` runs, the kinds alternating after one warm-up 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Final
@@ -37,6 +38,12 @@ KINDS: Final = {
 """The code timed, by name."""
 
 
+# The warm-up must be able to write bytecode.
+_ENV: Final = {
+    name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"
+}
+
+
 def import_seconds(code: str) -> float:
     """Seconds ``code`` takes in a fresh interpreter."""
     done = subprocess.run(
@@ -45,6 +52,7 @@ def import_seconds(code: str) -> float:
         text=True,
         check=True,
         cwd=ROOT,
+        env=_ENV,
         timeout=IMPORT_TIMEOUT,
     )
     return float(done.stdout)
@@ -58,6 +66,7 @@ def self_times(module: str) -> dict[str, int]:
         text=True,
         check=True,
         cwd=ROOT,
+        env=_ENV,
         timeout=IMPORT_TIMEOUT,
     )
     times = {}
