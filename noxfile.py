@@ -83,12 +83,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmarks, each printed beside its baseline measured in the same run."""
-    session.install("-e", ".[test]")
-    session.run("python", "-m", "benchmarks.local")
-    session.run("python", "-m", "benchmarks.remote")
-    session.run("python", "-m", "benchmarks.transports")
-    session.run("python", "-m", "benchmarks.load")
+    """The benchmarks, each printed beside its baseline measured in the same run
+    (``nox -s bench -- --quick``: tiny sizes, to check that they run)."""
+    session.install("-e", ".[test,bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)  # every one, then the verdict
 
 
 @nox.session

@@ -38,11 +38,11 @@ from trio_exec.testing.reference import (
     open_server_process,
 )
 
-from ._common import report
+from ._common import exit_status, report, sized
 
-CLIENTS: Final = 50
+CLIENTS: Final = sized(50, 2)
 """Clients connected at once."""
-PROCESSES_PER_CLIENT: Final = 40
+PROCESSES_PER_CLIENT: Final = sized(40, 2)
 """Processes each client runs, one after the other."""
 OUTPUT_BYTES: Final = 64 * 1024
 """Bytes each process writes."""
@@ -138,7 +138,7 @@ async def run_load(
 def server_pid(marker: str) -> int:
     """The pid of the one child of this process whose command line contains ``marker``."""
     ps = subprocess.run(
-        ["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())],
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(os.getpid())],  # -ww: never cut args
         capture_output=True,
         text=True,
         check=True,
@@ -206,7 +206,7 @@ async def main() -> int:
         f" | wall time trio_exec {ours.seconds:.2f} s, reference {theirs.seconds:.2f} s",
         flush=True,
     )
-    return 0 if ok else 1
+    return exit_status(ok)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ import trio
 
 import trio_exec as tx
 
-from ._common import report, timed
+from ._common import exit_status, report, sized, timed
 
-SPAWNS = 300
-DRAIN_BYTES = 256 * 1024 * 1024
-REPEATS = 3
+SPAWNS = sized(300, 3)
+DRAIN_BYTES = sized(256 * 1024 * 1024, 1024 * 1024)
+REPEATS = sized(3, 1)
 
 
 async def spawn_ours() -> None:
@@ -84,7 +84,7 @@ async def main() -> int:
         "drain 256 MiB via events", ours_drain, trio_drain, "MiB/s", "raw 64 KiB reads", 0.8
     )
     await kept.aclose()
-    return 0 if ok else 1
+    return exit_status(ok)
 
 
 if __name__ == "__main__":

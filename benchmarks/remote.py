@@ -28,14 +28,14 @@ from trio_exec.testing.reference import (
     open_server_process,
 )
 
-from ._common import report, timed
+from ._common import exit_status, report, sized, timed
 
-ROUND_TRIPS_OURS = 200
-ROUND_TRIPS_REFERENCE = 20
-THROUGHPUT_BYTES = 64 * 1024 * 1024
-FAN_OUT = 200
-FAN_OUT_BYTES = 1024 * 1024
-REPEATS = 2
+ROUND_TRIPS_OURS = sized(200, 2)
+ROUND_TRIPS_REFERENCE = sized(20, 2)
+THROUGHPUT_BYTES = sized(64 * 1024 * 1024, 1024 * 1024)
+FAN_OUT = sized(200, 3)
+FAN_OUT_BYTES = sized(1024 * 1024, 64 * 1024)
+REPEATS = sized(2, 1)
 
 
 def our_server() -> AbstractAsyncContextManager[str]:
@@ -120,7 +120,7 @@ async def main() -> int:
     print(
         f"200 processes x 1 MiB, all bytes in order: trio_exec {ours:.2f} s | reference {theirs:.2f} s | ratio {theirs / ours:.2f}"
     )
-    return 0 if ok else 1
+    return exit_status(ok)
 
 
 if __name__ == "__main__":

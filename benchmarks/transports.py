@@ -35,11 +35,11 @@ from trio_exec._command import connect_command
 from trio_exec.testing import check_event_stream
 from trio_exec.testing.reference import open_server_process
 
-from ._common import report, timed
+from ._common import exit_status, report, sized, timed
 
-ROUND_TRIPS = 200
-THROUGHPUT_BYTES = 64 * 1024 * 1024
-REPEATS = 3
+ROUND_TRIPS = sized(200, 2)
+THROUGHPUT_BYTES = sized(64 * 1024 * 1024, 1024 * 1024)
+REPEATS = sized(3, 1)
 
 STDIO_SERVER = [sys.executable, "-m", "trio_exec", "serve", "--listen", "stdio"]
 WS_SERVER = [sys.executable, "-m", "trio_exec", "serve"]
@@ -172,7 +172,7 @@ async def main() -> int:
             over_script_websocket(tls), over_script_websocket(None), throughput
         )
         ok &= report("wss throughput 64 MiB head -c", wss, ws, "MiB/s", "ws", 0.4)
-    return 0 if ok else 1
+    return exit_status(ok)
 
 
 if __name__ == "__main__":
