@@ -1,4 +1,4 @@
-"""The sans-IO protocol layer: typed messages, the wire codec and request matching.
+"""The sans-IO protocol layer: typed messages, the wire codec, request matching and event order.
 
 Theory of operation
 -------------------
@@ -15,6 +15,9 @@ objects come out, and back:
   other way. The classes know nothing of JSON: one private cattrs converter owns the
   camelCase renames, base64, enums and optional fields.
 * **Matching.** :class:`RpcClientState` allocates request ids and matches responses.
+* **Ordering.** :class:`EventOrder` releases one process's notifications in ``seq`` order
+  (duplicates dropped, bounds on what waits for a missing seq) and splices a catch-up
+  ``process/read`` into them after a resume.
 * **Framing.** :class:`LineDecoder` splits a byte stream into NDJSON lines (stdio).
 
 Every decoding failure raises :class:`RpcDecodeError`, a :class:`ProtocolError` that
@@ -44,6 +47,9 @@ Modules, each importing only those above it
 * ``codec``: :func:`decode_message` / :func:`encode_message` and the typed ``decode_*`` /
   ``make_*`` functions.
 * ``rpc``: :class:`RpcClientState`, :class:`Reply`.
+* ``ordering``: :class:`EventOrder`, one process's ``seq`` order and the splice of a
+  catch-up read after a resume; :class:`Ordered`, what it releases, with a
+  :class:`ProtocolViolation` or :class:`HistoryLost` when a rule broke.
 * ``framing``: :class:`LineDecoder`, on the one line splitter of ``trio_exec._lines``
   (imports nothing else of the package).
 
@@ -129,6 +135,15 @@ from .messages import (
     WriteParams,
     WriteResult,
 )
+from .ordering import (
+    MAX_REORDER_BYTES,
+    MAX_REORDER_EVENTS,
+    EventOrder,
+    HistoryLost,
+    Ordered,
+    OrderFailure,
+    ProtocolViolation,
+)
 from .rpc import (
     Reply,
     RpcClientState,
@@ -148,6 +163,8 @@ __all__ = [
     "INVALID_REQUEST",
     "MAX_ECHOED_CHARS",
     "MAX_JSON_NUMBER_CHARS",
+    "MAX_REORDER_BYTES",
+    "MAX_REORDER_EVENTS",
     "MAX_WINDOW_DIMENSION",
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
@@ -163,8 +180,10 @@ __all__ = [
     "EnvironmentInfo",
     "ErrorObject",
     "ErrorResponse",
+    "EventOrder",
     "ExitedNotification",
     "Extension",
+    "HistoryLost",
     "InitializeParams",
     "InitializeResult",
     "InitializedNotification",
@@ -175,10 +194,13 @@ __all__ = [
     "Message",
     "Notification",
     "NotificationParams",
+    "OrderFailure",
+    "Ordered",
     "OutputNotification",
     "ProcessInfo",
     "ProcessNotification",
     "ProcessSignal",
+    "ProtocolViolation",
     "ReadParams",
     "Reply",
     "Request",

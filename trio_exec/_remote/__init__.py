@@ -123,6 +123,7 @@ type hints only):
 
 from __future__ import annotations
 
+from .._protocol import MAX_REORDER_BYTES, MAX_REORDER_EVENTS
 from .backend import FALLBACK_CWD, RemoteBackend, RemoteStatistics
 from .connect import connect, open_remote_backend
 from .connection import INITIALIZE_TIMEOUT
@@ -135,7 +136,7 @@ from .resume import (
     RESUME_BACKOFF_MAX,
     RESUME_DEADLINE,
 )
-from .route import MAX_REORDER_BYTES, MAX_REORDER_EVENTS, READ_AHEAD_BYTES
+from .route import READ_AHEAD_BYTES
 from .rpc import CLOSE_TIMEOUT, DISCONNECTED, MAX_IN_FLIGHT_REQUESTS
 
 __all__ = [
