@@ -155,11 +155,9 @@ class EventOrder:
                 self._push(output, live=False)
         end = result.next_seq  # the first seq the read does not cover
         whole = not result.chunks
-        seq = self.last_seq + 1
         while self.receiving:
-            seq = max(seq, self.last_seq + 1)  # pushing may release held events
-            while seq in self._pending:
-                seq += 1
+            # The first seq not released yet; never a held event (it would be released).
+            seq = self.last_seq + 1
             if seq >= end:
                 break
             event: ProcessNotification
@@ -179,8 +177,7 @@ class EventOrder:
                     )
                 )
                 break
-            self._push(event, live=False)
-            seq += 1
+            self._push(event, live=False)  # released at once, or a violation
         return self._flush(failed)
 
     def stop(self) -> None:
