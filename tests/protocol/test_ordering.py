@@ -80,8 +80,8 @@ def read_result(
 
 def test_events_in_order_are_released_at_once() -> None:
     order = EventOrder(P)
-    assert order.push(out(1)) == Ordered((out(1),))
-    assert order.push(exited(2, 3)) == Ordered((exited(2, 3),))
+    assert order.push(out(1)) == Ordered(events=(out(1),))
+    assert order.push(exited(2, 3)) == Ordered(events=(exited(2, 3),))
     assert order.last_seq == 2
     assert order.receiving
 
@@ -91,7 +91,7 @@ def test_an_early_event_waits_for_the_ones_before_it() -> None:
     assert order.push(out(3, b"c")) == Ordered()
     assert order.push(out(2, b"b")) == Ordered()
     assert order.last_seq == 0
-    assert order.push(out(1, b"a")) == Ordered((out(1, b"a"), out(2, b"b"), out(3, b"c")))
+    assert order.push(out(1, b"a")) == Ordered(events=(out(1, b"a"), out(2, b"b"), out(3, b"c")))
     assert order.last_seq == 3
 
 
@@ -134,8 +134,8 @@ def test_a_broken_rule_is_a_violation(
     for event in reversed(events[1:]):
         assert order.push(event) == Ordered()
     ordered = order.push(events[0])
-    assert ordered == Ordered(tuple(released), ProtocolViolation(message))
-    assert order.failure == ProtocolViolation(message)
+    assert ordered == Ordered(events=tuple(released), failure=ProtocolViolation(message=message))
+    assert order.failure == ProtocolViolation(message=message)
     assert not order.receiving
     assert order.push(out(len(events) + 1)) == Ordered()  # and nothing more is taken
 
@@ -146,7 +146,7 @@ def test_a_hole_that_never_fills_is_bounded_in_events() -> None:
         assert order.push(out(seq)) == Ordered()
     ordered = order.push(out(MAX_REORDER_EVENTS + 2))
     assert ordered.failure == ProtocolViolation(
-        f"protocol error: event seq 1 of process 'p' never arrived while "
+        message=f"protocol error: event seq 1 of process 'p' never arrived while "
         f"{MAX_REORDER_EVENTS + 1} later events ({MAX_REORDER_EVENTS + 1} bytes) were held back"
     )
     assert not order.receiving
@@ -222,7 +222,7 @@ def test_splice_orders_the_chunks_after_the_cursor() -> None:
     push_all(order, [out(1, b"a")])
     order.begin_catch_up()
     result = read_result([out(1, b"a"), out(2, b"b"), out(3, b"c")], next_seq=4)
-    assert order.splice(result, 1) == Ordered((out(2, b"b"), out(3, b"c")))
+    assert order.splice(result, 1) == Ordered(events=(out(2, b"b"), out(3, b"c")))
     assert order.last_seq == 3
 
 
@@ -230,7 +230,7 @@ def test_splice_synthesises_the_exit_in_a_gap_between_chunks() -> None:
     order = EventOrder(P)
     order.begin_catch_up()
     result = read_result([out(1), out(3)], next_seq=4, exit_code=7)
-    assert order.splice(result, 0) == Ordered((out(1), exited(2, 7), out(3)))
+    assert order.splice(result, 0) == Ordered(events=(out(1), exited(2, 7), out(3)))
 
 
 def test_splice_synthesises_exit_and_close_from_a_read_without_chunks() -> None:
@@ -238,7 +238,7 @@ def test_splice_synthesises_exit_and_close_from_a_read_without_chunks() -> None:
     push_all(order, [out(1)])
     order.begin_catch_up()
     result = read_result(next_seq=4, exit_code=0, closed=True)
-    assert order.splice(result, 1) == Ordered((exited(2), closed(3)))
+    assert order.splice(result, 1) == Ordered(events=(exited(2), closed(3)))
     assert not order.receiving
 
 
@@ -247,9 +247,9 @@ def test_splice_does_not_close_from_a_read_with_chunks() -> None:
     order = EventOrder(P)
     order.begin_catch_up()
     result = read_result([out(1)], next_seq=2, exit_code=0, closed=True)
-    assert order.splice(result, 0) == Ordered((out(1),))
+    assert order.splice(result, 0) == Ordered(events=(out(1),))
     assert order.splice(read_result(next_seq=4, exit_code=0, closed=True), 1) == Ordered(
-        (exited(2), closed(3))
+        events=(exited(2), closed(3))
     )
 
 
@@ -259,7 +259,7 @@ def test_splice_uses_live_events_that_arrived_before_the_read() -> None:
     assert push_all(order, [exited(3, 9), closed(4)]) == []  # live, waiting for the read
     # The read was answered after the close; its chunks cover seqs 1 and 2.
     result = read_result([out(1), out(2)], next_seq=3, exit_code=9, closed=True)
-    assert order.splice(result, 0) == Ordered((out(1), out(2), exited(3, 9), closed(4)))
+    assert order.splice(result, 0) == Ordered(events=(out(1), out(2), exited(3, 9), closed(4)))
     assert order.failure is None
 
 
@@ -271,7 +271,7 @@ def test_a_gap_is_not_taken_for_an_exit_that_came_live() -> None:
     ordered = order.splice(result, 0)
     assert ordered.events == ()
     assert ordered.failure == HistoryLost(
-        "its events from seq 1 on are no longer retained by the server: they were evicted "
+        message="its events from seq 1 on are no longer retained by the server: they were evicted "
         "while the connection was down"
     )
 
@@ -293,10 +293,10 @@ def test_splice_detects_eviction() -> None:
     result = read_result([out(4)], next_seq=5, first_retained_seq=4)
     ordered = order.splice(result, 1)
     assert ordered == Ordered(
-        (),
-        HistoryLost(
-            "its events from seq 2 on are no longer retained by the server (it retains seq 4 "
-            "on): they were evicted while the connection was down"
+        events=(),
+        failure=HistoryLost(
+            message="its events from seq 2 on are no longer retained by the server (it "
+            "retains seq 4 on): they were evicted while the connection was down"
         ),
     )
     assert order.failure == ordered.failure
@@ -318,7 +318,7 @@ def test_splice_reports_a_failed_process() -> None:
     order.begin_catch_up()
     result = read_result([out(1)], next_seq=2, closed=True, failure="boom")
     assert order.splice(result, 0) == Ordered(
-        (), HistoryLost("the server reports the process failed: boom")
+        events=(), failure=HistoryLost(message="the server reports the process failed: boom")
     )
 
 
@@ -327,7 +327,8 @@ def test_splice_finds_violations_too() -> None:
     order.begin_catch_up()
     ordered = order.splice(read_result([out(1), out(2, b"")], next_seq=3), 0)
     assert ordered == Ordered(
-        (out(1),), ProtocolViolation("protocol error: empty output chunk at seq 2")
+        events=(out(1),),
+        failure=ProtocolViolation(message="protocol error: empty output chunk at seq 2"),
     )
 
 
@@ -336,7 +337,7 @@ def test_a_failure_is_reported_once() -> None:
     assert order.push(out(1, b"")).failure is not None
     assert order.splice(read_result(next_seq=3, failure="boom"), 0) == Ordered()
     assert order.end_catch_up() == Ordered()
-    assert order.failure == ProtocolViolation("protocol error: empty output chunk at seq 1")
+    assert order.failure == ProtocolViolation(message="protocol error: empty output chunk at seq 1")
 
 
 # -- properties -----------------------------------------------------------------------------

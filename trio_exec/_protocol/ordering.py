@@ -42,7 +42,7 @@ A conforming server sends every seq, so the buffer only ever holds what one sche
 race reordered; exceeding either bound fails the process instead of growing memory."""
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class ProtocolViolation:
     """The server broke the event rules of the process (an empty chunk, a second exit,
     a close before the exit, a seq that never arrives while the bounds are exceeded)."""
@@ -51,7 +51,7 @@ class ProtocolViolation:
     """``protocol error: ...``, for the process's ``Failed`` event."""
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class HistoryLost:
     """A catch-up read shows that events the client never got are gone from the server
     (evicted while the connection was down), or the server reports the process failed."""
@@ -64,7 +64,7 @@ OrderFailure: TypeAlias = ProtocolViolation | HistoryLost
 """Why an :class:`EventOrder` stopped taking events."""
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class Ordered:
     """What one input to an :class:`EventOrder` released."""
 
@@ -145,7 +145,9 @@ class EventOrder:
         """
         failed = self.failure
         if result.failure is not None:
-            self._fail(HistoryLost(f"the server reports the process failed: {result.failure}"))
+            self._fail(
+                HistoryLost(message=f"the server reports the process failed: {result.failure}")
+            )
             return self._flush(failed)
         for chunk in result.chunks:
             if chunk.seq > after_seq:
@@ -172,7 +174,7 @@ class EventOrder:
                 retained = "" if first is None else f" (it retains seq {first} on)"
                 self._fail(
                     HistoryLost(
-                        f"its events from seq {seq} on are no longer retained by the server"
+                        message=f"its events from seq {seq} on are no longer retained by the server"
                         f"{retained}: they were evicted while the connection was down"
                     )
                 )
@@ -231,14 +233,16 @@ class EventOrder:
             case OutputNotification(chunk=chunk):
                 if not chunk:
                     self._fail(
-                        ProtocolViolation(f"protocol error: empty output chunk at seq {event.seq}")
+                        ProtocolViolation(
+                            message=f"protocol error: empty output chunk at seq {event.seq}"
+                        )
                     )
                     return
             case ExitedNotification():
                 if self._exited:
                     self._fail(
                         ProtocolViolation(
-                            f"protocol error: a second exited event at seq {event.seq}"
+                            message=f"protocol error: a second exited event at seq {event.seq}"
                         )
                     )
                     return
@@ -247,7 +251,7 @@ class EventOrder:
                 if not self._exited:
                     self._fail(
                         ProtocolViolation(
-                            f"protocol error: closed before exited at seq {event.seq}"
+                            message=f"protocol error: closed before exited at seq {event.seq}"
                         )
                     )
                     return
@@ -265,7 +269,7 @@ class EventOrder:
         ):
             self._fail(
                 ProtocolViolation(
-                    f"protocol error: event seq {self.last_seq + 1} of process "
+                    message=f"protocol error: event seq {self.last_seq + 1} of process "
                     f"{self.process_id!r} never arrived while {len(self._pending)} later "
                     f"events ({self._pending_bytes} bytes) were held back"
                 )
@@ -285,4 +289,4 @@ class EventOrder:
         events = tuple(self._out)
         self._out.clear()
         failure = self.failure if self.failure is not failed_before else None
-        return Ordered(events, failure)
+        return Ordered(events=events, failure=failure)
