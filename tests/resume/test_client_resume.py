@@ -379,6 +379,23 @@ async def test_still_attached_is_retried_until_the_server_notices() -> None:
         check_event_stream(events, expected_output={STDOUT: b"a\nb\n"})
 
 
+async def test_repr_follows_the_resume() -> None:
+    """``repr`` shows the state: resuming while no connection is accepted, connected again
+    once the session is resumed, broken once the block is left."""
+    async with open_proxied_server(ExecServer()) as proxy, connect(proxy.url) as backend:
+        assert repr(backend).startswith("<RemoteBackend connected ")
+        proxy.accepting = False
+        proxy.cut()
+        await wait_for(lambda: backend.statistics().recovering)
+        assert repr(backend).startswith("<RemoteBackend resuming ")
+        proxy.accepting = True
+        await wait_recovered(backend, 1)
+        assert repr(backend).startswith("<RemoteBackend connected ")
+    assert repr(backend).startswith(
+        f"<RemoteBackend broken ({DISCONNECTED}: the client closed the connection) "
+    )
+
+
 async def test_slow_consumer_across_cuts() -> None:
     """A consumer slower than the child (the backpressure holds the child back) still gets
     every byte once across cuts."""

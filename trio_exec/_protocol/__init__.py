@@ -1,4 +1,4 @@
-"""The sans-IO protocol layer: typed messages, the wire codec and the connection rules.
+"""The sans-IO protocol layer: typed messages, the wire codec, connection rules, event order.
 
 Theory of operation
 -------------------
@@ -30,6 +30,9 @@ objects come out, and back:
   every frame. Limits that need the server's state (its session table, requests in
   flight, a stop under way) are the owner's; the trio layer, :class:`trio_exec._rpc.RpcPeer`,
   does the I/O.
+* **Ordering.** :class:`EventOrder` releases one process's notifications in ``seq`` order
+  (duplicates dropped, bounds on what waits for a missing seq) and splices a catch-up
+  ``process/read`` into them after a resume.
 * **Framing.** :class:`LineDecoder` splits a byte stream into NDJSON lines (stdio).
 
 Every decoding failure raises :class:`RpcDecodeError`, a :class:`ProtocolError` that
@@ -64,6 +67,9 @@ Modules, each importing only those above it
   (what both roles share: request ids and matching, CLOSED and ERROR).
 * ``connection``: :class:`ClientConnection`, :class:`ServerConnection` (the handshake and
   admission of each role).
+* ``ordering``: :class:`EventOrder`, one process's ``seq`` order and the splice of a
+  catch-up read after a resume; :class:`Ordered`, what it releases, with a
+  :class:`ProtocolViolation` or :class:`HistoryLost` when a rule broke.
 * ``framing``: :class:`LineDecoder`, on the one line splitter of ``trio_exec._lines``
   (imports nothing else of the package).
 
@@ -169,6 +175,15 @@ from .messages import (
     WriteParams,
     WriteResult,
 )
+from .ordering import (
+    MAX_REORDER_BYTES,
+    MAX_REORDER_EVENTS,
+    EventOrder,
+    HistoryLost,
+    Ordered,
+    OrderFailure,
+    ProtocolViolation,
+)
 from .rpc import (
     Answered,
     ConnectionEvent,
@@ -197,6 +212,8 @@ __all__ = [
     "INVALID_REQUEST",
     "MAX_ECHOED_CHARS",
     "MAX_JSON_NUMBER_CHARS",
+    "MAX_REORDER_BYTES",
+    "MAX_REORDER_EVENTS",
     "MAX_WINDOW_DIMENSION",
     "METHOD_NOT_FOUND",
     "NOT_FOUND",
@@ -225,10 +242,12 @@ __all__ = [
     "EnvironmentStatusResult",
     "ErrorObject",
     "ErrorResponse",
+    "EventOrder",
     "ExitedNotification",
     "Extension",
     "FileMetadata",
     "GetMetadataParams",
+    "HistoryLost",
     "Ignored",
     "InitializeParams",
     "InitializeReceived",
@@ -244,10 +263,13 @@ __all__ = [
     "Notification",
     "NotificationParams",
     "NotificationReceived",
+    "OrderFailure",
+    "Ordered",
     "OutputNotification",
     "ProcessInfo",
     "ProcessNotification",
     "ProcessSignal",
+    "ProtocolViolation",
     "ReadParams",
     "Refusal",
     "Reply",

@@ -30,12 +30,14 @@ when its caller was cancelled and abandoned it, so the cap is what the server se
 
 Ordering. The route of a process is registered *before* ``process/start`` is sent, because
 the reference sends output (even exit and close) before the start response. Per process,
-an ordering buffer releases events strictly in ``seq`` order (like the reference client's
-``OrderedSessionEvents``): an event that arrives early waits for the ones before it (at
-most :data:`MAX_REORDER_EVENTS` / :data:`MAX_REORDER_BYTES`), a duplicate or an event at
-or below the last ordered seq is dropped, and nothing is taken after ``closed``. The log
-therefore numbers events exactly as the server did. Notifications for unknown processes
-and unknown notification methods are ignored.
+an ordering buffer (:class:`~trio_exec._protocol.EventOrder`, sans-IO) releases events
+strictly in ``seq`` order (like the reference client's ``OrderedSessionEvents``): an event
+that arrives early waits for the ones before it (at most :data:`MAX_REORDER_EVENTS` /
+:data:`MAX_REORDER_BYTES`), a duplicate or an event at or below the last ordered seq is
+dropped, and nothing is taken after ``closed``; a broken rule (an empty chunk, a second
+exit, a close before the exit, a hole past the bounds) fails the process with
+``protocol error: ...``. The log therefore numbers events exactly as the server did.
+Notifications for unknown processes and unknown notification methods are ignored.
 
 Backpressure. The publisher appends output the way a local pump does: it waits while a
 subscription that wants the chunk's stream is ``retain_bytes`` behind (a subscription to
@@ -69,7 +71,13 @@ pushes the result into the same ordering buffer, which drops duplicates: consume
 stream without gaps or duplicates. A seq that was neither returned nor explained by the read's exit status is
 output the server evicted meanwhile: that process's log fails with ``... failed to recover
 process ...`` and the process is terminated; so it does when the session cannot be resumed
-in time (then for every process, and the backend is broken for good). Calls during the
+in time (then for every process, and the backend is broken for good). The backend's
+state is one :class:`~trio_exec._remote.connection.LinkState`, changed in one place and only
+along its transition table: ``CONNECTING`` (until ``initialize`` is answered), ``READY``,
+then on a loss ``RESUMING`` (no connection: calls wait), ``CATCHING_UP`` (resumed: calls go
+on the new connection while the catch-up reads run; a loss now goes back to
+``RESUMING``) and ``READY`` again, or ``FAILED`` with its reason, which every later call
+raises (leaving the backend block ends there too). ``repr`` shows it. Calls during the
 outage:
 
 * a call made during the outage waits for the resume and is then sent (or raises
@@ -115,11 +123,13 @@ type hints only):
 * ``rpc``: ``_RpcClient``, the client's :class:`~trio_exec._rpc.RpcPeer` (writer and
   reader of one connection, requests matched to their responses) with its cap on
   requests in flight and its dispatch of notifications.
-* ``route``: ``_Route``, one process's ``seq`` order, catch-up splice and publishing into
-  its log; ``_Budget``, the read-ahead bound of a connection.
+* ``route``: ``_Route``, which feeds one process's notifications through its
+  :class:`~trio_exec._protocol.EventOrder` (``seq`` order, catch-up splice) and publishes
+  what it releases into the log; ``_Budget``, the read-ahead bound of a connection.
 * ``process``: :class:`RemoteProcess`.
-* ``connection``: ``_ConnectionState``, the state of a backend's connection, the call
-  path that waits for a resume, and the dispatch of notifications to the routes.
+* ``connection``: ``LinkState`` and its transition table (``_Link``, sans-IO);
+  ``_ConnectionState``, the state of a backend's connection, the call path that waits for
+  a resume, and the dispatch of notifications to the routes.
 * ``resume``: ``_Resuming``, opening connections and, when one is lost, resuming the
   session (attempts, backoff, catch-up) or failing it for good.
 * ``backend``: :class:`RemoteBackend` (over ``_Resuming``, over ``_ConnectionState``), its
@@ -129,6 +139,7 @@ type hints only):
 
 from __future__ import annotations
 
+from .._protocol import MAX_REORDER_BYTES, MAX_REORDER_EVENTS
 from .backend import FALLBACK_CWD, RemoteBackend, RemoteStatistics
 from .connect import connect, open_remote_backend
 from .connection import INITIALIZE_TIMEOUT
@@ -141,7 +152,7 @@ from .resume import (
     RESUME_BACKOFF_MAX,
     RESUME_DEADLINE,
 )
-from .route import MAX_REORDER_BYTES, MAX_REORDER_EVENTS, READ_AHEAD_BYTES
+from .route import READ_AHEAD_BYTES
 from .rpc import CLOSE_TIMEOUT, DISCONNECTED, MAX_IN_FLIGHT_REQUESTS
 
 __all__ = [

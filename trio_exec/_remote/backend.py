@@ -32,6 +32,7 @@ from .._protocol import (
     WindowSize,
     path_to_file_uri,
 )
+from .connection import _Link
 from .errors import _start_error
 from .process import SHUTDOWN_TIMEOUT, RemoteProcess
 from .resume import _Connector, _Resuming
@@ -96,10 +97,8 @@ class RemoteBackend(_Resuming, ExecBackend):
         self.resume_deadline: Final = resume_deadline
         """Seconds a lost connection is resumed for; 0: never (see :data:`RESUME_DEADLINE`)."""
         self._rpc: _RpcClient  # the current connection; set by _open_backend
-        self._usable = trio.Event()  # set while self._rpc can take calls
-        self._recovering = False
-        self._closing = False
-        self._final_failure: str | None = None
+        self._link = _Link()  # the session's state; changed by self._enter only
+        self._link_changed = trio.lowlevel.ParkingLot()  # calls waiting for a usable state
         self._resumes = 0
         self._budget = _Budget(READ_AHEAD_BYTES)
         self._routes: dict[str, _Route] = {}  # taking notifications
@@ -119,15 +118,8 @@ class RemoteBackend(_Resuming, ExecBackend):
         home, shell, ...), or None if it told nothing."""
 
     def __repr__(self) -> str:
-        state = (
-            "broken"
-            if self._final_failure is not None
-            else "recovering"
-            if self._recovering
-            else "connected"
-        )
         return (
-            f"<RemoteBackend {state} session={self.session_id!r} "
+            f"<RemoteBackend {self._link!r} session={self.session_id!r} "
             f"extensions={sorted(self.extensions)} with {len(self._live)} open sessions>"
         )
 
@@ -138,7 +130,7 @@ class RemoteBackend(_Resuming, ExecBackend):
     @property
     def failure(self) -> str | None:
         """Why the connection broke for good, or None while it works or is being resumed."""
-        return self._final_failure
+        return self._link.failure
 
     def statistics(self) -> RemoteStatistics:
         """Counters of this connection, for tests and monitoring."""
@@ -147,8 +139,8 @@ class RemoteBackend(_Resuming, ExecBackend):
             max_requests_in_flight=self._rpc.max_in_flight,
             open_processes=len(self._live),
             routed_processes=len(self._routes),
-            failure=self._final_failure,
-            recovering=self._recovering,
+            failure=self._link.failure,
+            recovering=self._link.resuming,
             resumes=self._resumes,
         )
 
@@ -290,7 +282,7 @@ class RemoteBackend(_Resuming, ExecBackend):
         process_id = params.process_id
         if process_id in self._live:
             raise ValueError(f"process id {process_id!r} is already open on this backend")
-        if self._final_failure is not None:
+        if self._link.failure is not None:
             await trio.lowlevel.checkpoint()  # entering checkpoints even when it fails
             self._check()
         self._live.add(process_id)
@@ -339,7 +331,7 @@ class RemoteBackend(_Resuming, ExecBackend):
             except RemoteError as exc:
                 raise _start_error(exc, params, default_cwd=self._cwd_uri(None)) from None
             except ConnectionLost:
-                if self._final_failure is not None or not self._recovering:
+                if not self._link.resuming:
                     raise
                 # The connection broke before the answer: once resumed, a read tells
                 # whether the start reached the server (then its events are caught up).

@@ -1,14 +1,17 @@
 """The connection state of a remote backend, its call path, and the routing of notifications.
 
-Which RPC client takes calls (the current connection), whether the session is being
-resumed or is broken for good, how a call waits for a resume, and how a connection's
-notifications reach the route of their process. :class:`_ConnectionState` is the lowest
-base of :class:`~trio_exec._remote.backend.RemoteBackend`, whose ``__init__`` sets the
-state declared here.
+Which RPC client takes calls (the current connection), where the session stands (one
+:class:`LinkState`, changed in one place by the transition table of :class:`_Link`), how
+a call waits for a resume, and how a connection's notifications reach the route of their
+process. :class:`_ConnectionState` is the lowest base of
+:class:`~trio_exec._remote.backend.RemoteBackend`, whose ``__init__`` sets the state
+declared here.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Final, TypeVar
 
@@ -33,12 +36,83 @@ from .._protocol import (
 from .route import _Budget, _Route
 from .rpc import CLOSE_TIMEOUT, DISCONNECTED, _RpcClient
 
-__all__ = ["INITIALIZE_TIMEOUT", "_ConnectionState"]
+__all__ = ["INITIALIZE_TIMEOUT", "LinkState", "_ConnectionState", "_IllegalTransition", "_Link"]
 
 INITIALIZE_TIMEOUT: Final = 10.0
 """Seconds the ``initialize`` handshake may take (as the reference client)."""
 
 _R = TypeVar("_R")
+
+
+class LinkState(enum.Enum):
+    """Where a remote backend's session stands; the value is what ``repr`` shows."""
+
+    CONNECTING = "connecting"
+    """The first connection is open; ``initialize`` is not answered yet."""
+    READY = "connected"
+    """The current connection takes calls."""
+    RESUMING = "resuming"
+    """The connection was lost and the recovery task reconnects: calls wait."""
+    CATCHING_UP = "catching up"
+    """Resumed on a new connection, which takes calls, while the recovery reads what the
+    processes missed; if that connection breaks too, back to :attr:`RESUMING`."""
+    FAILED = "broken"
+    """Broken for good (:attr:`_Link.failure` says why): every call raises
+    :class:`ConnectionLost`. Leaving the backend block ends here too."""
+
+
+_TRANSITIONS: Final[Mapping[LinkState, frozenset[LinkState]]] = {
+    LinkState.CONNECTING: frozenset({LinkState.READY, LinkState.FAILED}),
+    LinkState.READY: frozenset({LinkState.RESUMING, LinkState.FAILED}),
+    LinkState.RESUMING: frozenset({LinkState.CATCHING_UP, LinkState.FAILED}),
+    LinkState.CATCHING_UP: frozenset({LinkState.READY, LinkState.RESUMING, LinkState.FAILED}),
+    LinkState.FAILED: frozenset(),
+}
+
+
+class _IllegalTransition(RuntimeError):
+    """A state change that :data:`_TRANSITIONS` does not allow: a bug of the backend."""
+
+
+class _Link:
+    """The :class:`LinkState` of a backend and why it failed; sans-IO.
+
+    :meth:`to` is the only way to change it, and it refuses a transition that
+    :data:`_TRANSITIONS` does not list.
+    """
+
+    def __init__(self) -> None:
+        self.state = LinkState.CONNECTING
+        self.failure: str | None = None
+        """Why the session broke for good; set exactly in :attr:`LinkState.FAILED`."""
+
+    def __repr__(self) -> str:
+        if self.failure is None:
+            return self.state.value
+        return f"{self.state.value} ({self.failure})"
+
+    def to(self, state: LinkState, failure: str | None = None) -> None:
+        """Change to ``state``; ``failure`` is required for (and only for) FAILED.
+
+        Raises:
+            _IllegalTransition: the table does not allow it.
+        """
+        if state not in _TRANSITIONS[self.state]:
+            raise _IllegalTransition(f"{self.state.name} -> {state.name}")
+        if (state is LinkState.FAILED) != (failure is not None):
+            raise _IllegalTransition(f"{state.name} with failure={failure!r}")
+        self.state = state
+        self.failure = failure
+
+    @property
+    def usable(self) -> bool:
+        """Whether the current connection takes calls."""
+        return self.state in (LinkState.READY, LinkState.CATCHING_UP)
+
+    @property
+    def resuming(self) -> bool:
+        """Whether the session is being resumed (a call in flight may be sent again)."""
+        return self.state in (LinkState.RESUMING, LinkState.CATCHING_UP)
 
 
 class _ConnectionState:
@@ -47,10 +121,8 @@ class _ConnectionState:
     if TYPE_CHECKING:
         # Set by RemoteBackend.__init__, which documents them.
         _rpc: _RpcClient
-        _usable: trio.Event
-        _recovering: bool
-        _closing: bool
-        _final_failure: str | None
+        _link: _Link
+        _link_changed: trio.lowlevel.ParkingLot
         _budget: _Budget
         _routes: dict[str, _Route]
         _publishing: set[_Route]
@@ -63,8 +135,13 @@ class _ConnectionState:
 
     def _check(self) -> None:
         """Raise :class:`ConnectionLost` if the connection broke for good."""
-        if self._final_failure is not None:
-            raise ConnectionLost(self._final_failure)
+        if self._link.failure is not None:
+            raise ConnectionLost(self._link.failure)
+
+    def _enter(self, state: LinkState, failure: str | None = None) -> None:
+        """The one place the state changes: apply it and wake the calls waiting for it."""
+        self._link.to(state, failure)
+        self._link_changed.unpark_all()
 
     # -- connections -----------------------------------------------------------------------
 
@@ -103,29 +180,28 @@ class _ConnectionState:
             self.extensions = frozenset(result.extensions)
             self.environment_info = result.environment_info
             self._rpc.notify(InitializedNotification())
-            self._usable.set()
+            if self._link.state is LinkState.CONNECTING:  # not broken meanwhile
+                self._enter(LinkState.READY)
             return
         self._rpc.close(f"no answer to initialize within {INITIALIZE_TIMEOUT} s")
         self._check()
 
     def _fail_for_good(self, message: str) -> None:
         """The session is lost: fail every process and every waiting and later call."""
-        if self._final_failure is not None:
+        if self._link.state is LinkState.FAILED:
             return
-        self._final_failure = message
-        self._recovering = False
+        self._enter(LinkState.FAILED, message)  # wakes the waiting calls: they see it
         rpc: _RpcClient | None = getattr(self, "_rpc", None)
         if rpc is not None:
             rpc.close(message.removeprefix(f"{DISCONNECTED}: "))
         self._fail_routes(message)
-        self._usable.set()  # wake the waiting calls: they see the failure
 
     def _close(self, reason: str) -> None:
-        """The block is left: no resume any more; everything fails with ``reason``."""
-        self._closing = True
-        rpc: _RpcClient | None = getattr(self, "_rpc", None)
-        if rpc is not None:
-            rpc.close(reason)  # reports the failure, unless the connection is down already
+        """The block is left: no resume any more; everything fails with ``reason``.
+
+        The current connection is closed with ``reason`` (its pending calls fail with
+        the same message), after the state is FAILED, so that it is not resumed.
+        """
         message = f"{DISCONNECTED}: {reason}"
         self._fail_for_good(message)
         self._finish_routes(message)
@@ -137,13 +213,13 @@ class _ConnectionState:
             ConnectionLost: the connection broke for good.
         """
         while True:
-            failure = self._final_failure
+            failure = self._link.failure
             if failure is not None:
                 await trio.lowlevel.checkpoint()  # failing at once is a checkpoint too
                 raise ConnectionLost(failure)
-            if self._usable.is_set():
+            if self._link.usable:
                 return self._rpc
-            await self._usable.wait()
+            await self._link_changed.park()
 
     async def _call(
         self,
@@ -176,7 +252,7 @@ class _ConnectionState:
             try:
                 return await rpc.wait(call, result_type)
             except ConnectionLost:
-                if not resend or self._final_failure is not None or not self._recovering:
+                if not resend or not self._link.resuming:
                     raise
 
     # -- notifications ---------------------------------------------------------------------

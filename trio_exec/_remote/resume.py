@@ -27,7 +27,7 @@ from .._protocol import (
     TerminateResult,
 )
 from .._transport import MessageTransport, is_transport_error
-from .connection import _ConnectionState
+from .connection import LinkState, _ConnectionState
 from .process import SHUTDOWN_TIMEOUT
 from .route import _Route
 from .rpc import DISCONNECTED, _RpcClient
@@ -133,17 +133,19 @@ class _Resuming(_ConnectionState):
 
     def _on_rpc_failure(self, rpc: _RpcClient, message: str) -> None:
         """A connection broke (synchronously, before any caller sees its error)."""
-        if rpc is not getattr(self, "_rpc", None) or self._final_failure is not None:
+        state = self._link.state
+        if rpc is not getattr(self, "_rpc", None) or state is LinkState.FAILED:
             # A resume attempt's connection (the recovery task sees it), or the first
             # connection failing before it was installed (its opening raises).
             return
-        if self._recovering:
+        if state is LinkState.CATCHING_UP:
             # The new connection broke during the catch-up: the recovery task retries.
-            if self._usable.is_set():
-                self._usable = trio.Event()
+            self._enter(LinkState.RESUMING)
             return
+        if state is LinkState.RESUMING:
+            return  # the lost connection again: the recovery task is at work
         if (
-            self._closing
+            state is not LinkState.READY  # the handshake never finished: nothing to resume
             or self.resume_deadline <= 0
             or not rpc.resumable
             or self.session_id is None
@@ -151,10 +153,9 @@ class _Resuming(_ConnectionState):
         ):
             self._fail_for_good(message)
             return
-        self._recovering = True
-        self._usable = trio.Event()
+        self._enter(LinkState.RESUMING)
         for route in self._routes.values():
-            route.begin_catch_up()
+            route.order.begin_catch_up()
         self._nursery.start_soon(self._recover, message)
 
     # -- resume ----------------------------------------------------------------------------
@@ -177,7 +178,8 @@ class _Resuming(_ConnectionState):
                 except _GiveUp as exc:
                     self._fail_for_good(f"{lost}; {exc}")
                     return
-                self._recovering = False
+                if self._link.state is LinkState.CATCHING_UP:  # as it always is here
+                    self._enter(LinkState.READY)
                 self._resumes += 1
                 for route in self._routes.values():
                     route.end_catch_up()
@@ -196,8 +198,10 @@ class _Resuming(_ConnectionState):
         """
         assert self._connections is not None
         assert self.session_id is not None
+        if self._link.state is LinkState.CATCHING_UP:  # the last attempt's connection is bad
+            self._enter(LinkState.RESUMING)
         for route in self._routes.values():
-            route.begin_catch_up()
+            route.order.begin_catch_up()
         deadline = trio.current_time() + RESUME_ATTEMPT_TIMEOUT
         rpc: _RpcClient | None = None
         with trio.move_on_at(deadline):
@@ -224,6 +228,8 @@ class _Resuming(_ConnectionState):
                     f"session {result.session_id}"
                 )
             rpc.notify(InitializedNotification())
+            if self._link.state is not LinkState.RESUMING:
+                raise _GiveUp(self._link.failure or "the session failed meanwhile")
         except RemoteError as exc:
             rpc.close("the resume was refused")
             if exc.code == SESSION_ALREADY_ATTACHED:
@@ -240,7 +246,7 @@ class _Resuming(_ConnectionState):
             raise
         self.extensions = frozenset(result.extensions)
         self._rpc = rpc
-        self._usable.set()  # calls go on the new connection, during the catch-up too
+        self._enter(LinkState.CATCHING_UP)  # calls go on the new connection meanwhile
         broken = False
 
         async def catch_up(route: _Route) -> None:
@@ -270,8 +276,8 @@ class _Resuming(_ConnectionState):
         """
         process_id = route.process_id
         while route.receiving:
-            after = route.last_seq
-            final = route.caught_up
+            after = route.order.last_seq
+            final = route.order.caught_up
             # The last read (one chunk at most) also tells the server that the client has
             # everything up to the live events, which releases what it held for us.
             params = ReadParams(

@@ -1,7 +1,7 @@
-"""Ordering and routing of one process's events: the ``seq`` order (reorder buffer,
-duplicates dropped), the splice of a catch-up read after a resume, publishing into the
-process's :class:`~trio_exec._log.ProcessLog` with backpressure, and the connection's
-read-ahead budget (see the package docstring)."""
+"""Routing of one process's events: their ``seq`` order and the splice of a catch-up read
+(both sans-IO, :class:`~trio_exec._protocol.EventOrder`) fed into the process's
+:class:`~trio_exec._log.ProcessLog` with backpressure, and the connection's read-ahead
+budget (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,16 @@ from .._events import ReadResult
 from .._log import ProcessLog
 from .._protocol import (
     ClosedNotification,
+    EventOrder,
     ExitedNotification,
+    HistoryLost,
+    Ordered,
     OutputNotification,
     ProcessNotification,
+    ProtocolViolation,
 )
 
-__all__ = ["MAX_REORDER_BYTES", "MAX_REORDER_EVENTS", "READ_AHEAD_BYTES", "_Budget", "_Route"]
-
-MAX_REORDER_EVENTS: Final = 4096
-"""Most events of one process held back while an earlier seq has not arrived."""
-
-MAX_REORDER_BYTES: Final = 8 * 1024 * 1024
-"""Most output bytes of one process held back while an earlier seq has not arrived.
-
-A conforming server sends every seq, so the buffer only ever holds what one scheduling
-race reordered; exceeding either bound fails the process instead of growing memory."""
+__all__ = ["READ_AHEAD_BYTES", "_Budget", "_Route"]
 
 READ_AHEAD_BYTES: Final = 4 * 1024 * 1024
 """Most output bytes of a connection received but not yet in their process's log.
@@ -72,10 +67,9 @@ class _Route:
 
     Two stages:
 
-    * :meth:`push` (the reader, synchronous) orders: it mirrors the reference client's
-      ``OrderedSessionEvents``. Events are buffered by seq; a duplicate or a seq at or
-      below the last ordered one is dropped; nothing is taken once ``closed`` was ordered
-      or the route failed. Ordered events go to the ready queue.
+    * :meth:`push` and :meth:`splice` (the reader and the catch-up, synchronous) order,
+      through the route's :class:`~trio_exec._protocol.EventOrder` (:attr:`order`):
+      released events go to the ready queue, and a protocol violation fails the route.
     * :meth:`publish` (a task per process) moves the ready queue into the log, waiting
       while a subscription that wants the next chunk's stream is behind (backpressure).
       Queued output counts toward the connection's :class:`_Budget`, which stops the
@@ -88,14 +82,9 @@ class _Route:
     def __init__(self, process_id: str, log: ProcessLog, budget: _Budget) -> None:
         self.process_id = process_id
         self.log = log
+        self.order = EventOrder(process_id)
+        """The seq order of the events (and where a catch-up stands)."""
         self._budget = budget
-        self.last_seq = 0
-        """The seq of the last event ordered (queued or published)."""
-        self.receiving = True
-        """False once Closed was ordered or the route failed: nothing more is taken."""
-        self._exited = False
-        self._pending: dict[int, ProcessNotification] = {}
-        self._pending_bytes = 0
         self._ready: deque[ProcessNotification] = deque()
         self._wake = trio.lowlevel.ParkingLot()
         self._released = False
@@ -106,154 +95,50 @@ class _Route:
         """Until the publisher task returns (it is started with the route)."""
         self.started = False
         """True once the server answered ``process/start``: a resume catches it up."""
-        self.catching_up = False
-        """Between a resume attempt and the end of this process's catch-up reads."""
-        self.first_live_seq: int | None = None
-        """While catching up: the seq of the first notification of the new connection."""
         self.lost: str | None = None
         """Why the process could not be recovered after a resume; its calls raise this."""
 
-    # -- ordering (the reader) -------------------------------------------------------------
-
-    def push(self, event: ProcessNotification, *, live: bool = True) -> None:
-        """Take one notification; queue it and every buffered one it unblocks.
-
-        ``live``: it came as a notification (not from a catch-up read).
-        """
-        seq = event.seq
-        if live and self.catching_up and self.first_live_seq is None:
-            self.first_live_seq = seq
-        if not self.receiving or seq <= self.last_seq or seq in self._pending:
-            return
-        self._pending[seq] = event
-        if isinstance(event, OutputNotification):
-            self._pending_bytes += len(event.chunk)
-        while self.receiving:
-            ready = self._pending.pop(self.last_seq + 1, None)
-            if ready is None:
-                break
-            if isinstance(ready, OutputNotification):
-                self._pending_bytes -= len(ready.chunk)
-            self._order(ready)
-        self._check_reorder_bounds()
-
-    def _check_reorder_bounds(self) -> None:
-        # While catching up, live events wait for the reads by design; what the server
-        # retains bounds them (our server holds the child back meanwhile).
-        if (
-            self.receiving
-            and not self.catching_up
-            and (len(self._pending) > MAX_REORDER_EVENTS or self._pending_bytes > MAX_REORDER_BYTES)
-        ):
-            self.fail(
-                f"protocol error: event seq {self.last_seq + 1} of process "
-                f"{self.process_id!r} never arrived while {len(self._pending)} later events "
-                f"({self._pending_bytes} bytes) were held back"
-            )
-
-    def _order(self, event: ProcessNotification) -> None:
-        match event:
-            case OutputNotification(chunk=chunk):
-                if not chunk:
-                    self.fail(f"protocol error: empty output chunk at seq {event.seq}")
-                    return
-                self._budget.take(len(chunk))
-            case ExitedNotification():
-                if self._exited:
-                    self.fail(f"protocol error: a second exited event at seq {event.seq}")
-                    return
-                self._exited = True
-            case ClosedNotification():
-                if not self._exited:
-                    self.fail(f"protocol error: closed before exited at seq {event.seq}")
-                    return
-                self._stop_receiving()
-        self.last_seq = event.seq
-        self._ready.append(event)
-        self._wake.unpark_all()
-
-    def _stop_receiving(self) -> None:
-        self.receiving = False
-        self._pending.clear()
-        self._pending_bytes = 0
-        self._wake.unpark_all()
-
-    # -- catching up after a resume --------------------------------------------------------
-
-    def begin_catch_up(self) -> None:
-        """A new connection is being set up: note where its live events start."""
-        self.catching_up = True
-        self.first_live_seq = None
+    @property
+    def receiving(self) -> bool:
+        """False once Closed was ordered or the route failed: nothing more is taken."""
+        return self.order.receiving
 
     def stopped(self) -> bool:
         """Whether the route takes no more events (Closed was ordered, or it failed)."""
-        return not self.receiving
+        return not self.order.receiving
 
-    def end_catch_up(self) -> None:
-        self.catching_up = False
-        self.first_live_seq = None
-        self._check_reorder_bounds()
+    # -- ordering (the reader and the catch-up) --------------------------------------------
 
-    @property
-    def caught_up(self) -> bool:
-        """Whether every event before the first live one is ordered."""
-        return self.first_live_seq is not None and self.last_seq >= self.first_live_seq - 1
-
-    def _exit_known(self) -> bool:
-        return self._exited or any(
-            isinstance(event, ExitedNotification) for event in self._pending.values()
-        )
+    def push(self, event: ProcessNotification) -> None:
+        """Take one live notification; queue it and every held one it unblocks."""
+        self._queue(self.order.push(event))
 
     def splice(self, result: ReadResult, after_seq: int) -> str | None:
-        """Order what a catch-up ``process/read`` (with ``maxBytes``) after ``after_seq``
-        returned.
+        """Order what a catch-up ``process/read`` after ``after_seq`` returned (see
+        :meth:`EventOrder.splice <trio_exec._protocol.EventOrder.splice>`).
 
-        The read covers every seq from ``after_seq + 1`` up to its ``next_seq``: the last
-        chunk's seq + 1 when chunks came, else the process's next seq (past exited and
-        closed). A seq in that range that is neither a chunk nor a buffered live event
-        must be the exit (once, when the result says it exited) or, when no chunk came,
-        the close (the last seq); anything else was evicted. Returns why history is
-        missing, or None.
+        Returns why history is missing, or None.
         """
-        if result.failure is not None:
-            return f"the server reports the process failed: {result.failure}"
-        for chunk in result.chunks:
-            if chunk.seq > after_seq:
-                self.push(
-                    OutputNotification(
-                        process_id=self.process_id,
-                        seq=chunk.seq,
-                        stream=chunk.stream,
-                        chunk=chunk.data,
-                    ),
-                    live=False,
-                )
-        end = result.next_seq  # the first seq the read does not cover
-        whole = not result.chunks
-        seq = self.last_seq + 1
-        while self.receiving:
-            seq = max(seq, self.last_seq + 1)  # pushing may order buffered events
-            while seq in self._pending:
-                seq += 1
-            if seq >= end:
-                break
-            event: ProcessNotification
-            if whole and result.closed and seq == end - 1 and self._exit_known():
-                event = ClosedNotification(process_id=self.process_id, seq=seq)
-            elif result.exited and result.exit_code is not None and not self._exit_known():
-                event = ExitedNotification(
-                    process_id=self.process_id, seq=seq, exit_code=result.exit_code
-                )
-            else:
-                first = result.first_retained_seq
-                retained = "" if first is None else f" (it retains seq {first} on)"
-                return (
-                    f"its events from seq {seq} on are no longer retained by the server"
-                    f"{retained}: they were evicted while the connection was down"
-                )
-            self.push(event, live=False)
-            seq += 1
-        return None
+        ordered = self.order.splice(result, after_seq)
+        self._queue(ordered)
+        return ordered.failure.message if isinstance(ordered.failure, HistoryLost) else None
+
+    def end_catch_up(self) -> None:
+        """The catch-up is over: the reorder bounds apply again."""
+        self._queue(self.order.end_catch_up())
+
+    def _queue(self, ordered: Ordered) -> None:
+        for event in ordered.events:
+            if isinstance(event, OutputNotification):
+                self._budget.take(len(event.chunk))
+            self._ready.append(event)
+        self._wake.unpark_all()
+        if isinstance(ordered.failure, ProtocolViolation):
+            self.fail(ordered.failure.message)
+
+    def _stop_receiving(self) -> None:
+        self.order.stop()
+        self._wake.unpark_all()
 
     # -- publishing (a task) ---------------------------------------------------------------
 
