@@ -10,16 +10,25 @@ kind in :data:`BACKEND_KINDS`:
   --listen stdio`` (NDJSON over the child's stdin / stdout);
 * ``remote-ssh``: the same server behind ``ssh`` to a real sshd on 127.0.0.1 (the
   session-scoped ``ssh_server`` fixture, which installs OpenSSH if it is missing).
+* ``docker``: ``trio-exec serve --listen stdio`` inside a container of a private Docker
+  daemon, through ``docker exec -i`` (the session-scoped ``docker_container`` fixture, which
+  installs Docker and builds the image if needed; see :mod:`tests.containers.engine`).
 
-The server runs on this machine in every case, so the tests can still look at process
-groups with ``ps``. The hypothesis property tests use ``kind`` (tests/property) instead.
+Except for ``docker``, the server runs on this machine, so the tests can look at process
+groups with ``ps``; a test that looks at the children's processes takes the ``processes``
+fixture, the process table of the side that runs them. So that the tests' argv and files
+mean the same in the container, it has the session's temporary directory bound at the same
+path, and this interpreter's path names the container's ``python3``. The hypothesis
+property tests use ``kind`` (tests/property) instead.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Final
 
 import pytest
@@ -29,10 +38,15 @@ from trio_exec._command import connect_command
 from trio_exec.testing.pytest_plugin import BACKEND_KINDS as PLUGIN_BACKEND_KINDS
 from trio_exec.testing.pytest_plugin import open_backend
 
+from .conformance.helpers import HOST_PROCESSES, ProcessTable
+from .containers.engine import VENV, Container, Engine, run_docker
 from .transports.helpers import STDIO_SERVER, ssh_argv
 from .transports.sshd import SshServer, run_sshd
 
-BACKEND_KINDS: Final = (*PLUGIN_BACKEND_KINDS, "remote-stdio", "remote-ssh")
+CONTAINER_KINDS: Final = ("docker",)
+"""The kinds of ``backend`` whose children run in a container."""
+
+BACKEND_KINDS: Final = (*PLUGIN_BACKEND_KINDS, "remote-stdio", "remote-ssh", *CONTAINER_KINDS)
 """The parameters of ``backend``."""
 
 BackendOpener = Callable[[], AbstractAsyncContextManager[tx.ExecBackend]]
@@ -57,6 +71,54 @@ def ssh_server() -> Iterator[SshServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Engine]:
+    """A private Docker daemon holding the project image (installed, started and built if
+    needed; stopped by its PID after the session)."""
+    with run_docker(Path(__file__).resolve().parents[1]) as engine:
+        yield engine
+
+
+_IMAGE_DIRECTORIES: Final = frozenset({"/", "/usr", "/usr/local", "/opt"})
+"""Directories of the image that the interpreter's view must not hide."""
+
+
+@pytest.fixture(scope="session")
+def docker_container(
+    docker_engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Container]:
+    """A container of the project image for the conformance suite, where the tests' paths
+    mean what they mean here: the session's temporary directory is bound at the same path,
+    the checkout's files too (read-only, its hidden directories such as virtual environments
+    left out), and this interpreter's path runs the image's Python in the image's venv
+    (a view of it is bound over this interpreter's environment: ``pyvenv.cfg``, ``lib``
+    and the interpreter, the latter two links into :data:`~tests.containers.engine.VENV`)."""
+    basetemp = tmp_path_factory.getbasetemp().resolve()
+    checkout = Path(__file__).resolve().parents[1]
+    interpreter = Path(sys.executable).absolute()
+    environment = interpreter.parent.parent
+    if str(environment) in _IMAGE_DIRECTORIES:
+        pytest.fail(
+            f"the docker backend binds a view of the image's venv over {environment} to give "
+            f"{interpreter} a meaning inside the container, which would hide the image's own "
+            "files there; run the suite from a virtual environment (nox, or python -m venv)"
+        )
+    view = tmp_path_factory.mktemp("container-python")
+    (view / "bin").mkdir()
+    (view / "bin" / interpreter.name).symlink_to(f"{VENV}/bin/python")
+    (view / "lib").symlink_to(f"{VENV}/lib")
+    (view / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = false\n")
+    files = [
+        entry
+        for entry in sorted(checkout.iterdir())
+        if not entry.name.startswith(".") and not environment.is_relative_to(entry)
+    ]
+    with docker_engine.container(
+        mounts=[basetemp], read_only=files, binds={view: environment}
+    ) as container:
+        yield container
+
+
 @pytest.fixture(params=BACKEND_KINDS)
 def backend_opener(request: pytest.FixtureRequest) -> BackendOpener:
     """How to open the backend of this parameter (sync, so it may ask for ``ssh_server``
@@ -66,13 +128,28 @@ def backend_opener(request: pytest.FixtureRequest) -> BackendOpener:
         return lambda: open_backend(kind)
     if kind == "remote-stdio":
         return lambda: connect_command(STDIO_SERVER)
+    if kind in CONTAINER_KINDS:
+        container: Container = request.getfixturevalue(f"{kind}_container")
+        return lambda: connect_command(container.server_argv())
     assert kind == "remote-ssh", kind
     server: SshServer = request.getfixturevalue("ssh_server")
     return lambda: connect_command(ssh_argv(server.argv))
 
 
 @pytest.fixture
+def processes(request: pytest.FixtureRequest, backend_opener: BackendOpener) -> ProcessTable:
+    """The process table of the side that runs the children of ``backend``: this machine's,
+    or the container's."""
+    kind: str = request.node.callspec.params["backend_opener"]
+    if kind in CONTAINER_KINDS:
+        container: Container = request.getfixturevalue(f"{kind}_container")
+        return container
+    return HOST_PROCESSES
+
+
+@pytest.fixture
 async def backend(backend_opener: BackendOpener) -> AsyncIterator[tx.ExecBackend]:
-    """Each backend in turn: ``local``, ``remote``, ``remote-stdio``, ``remote-ssh``."""
+    """Each backend in turn: ``local``, ``remote``, ``remote-stdio``, ``remote-ssh``,
+    ``docker``."""
     async with backend_opener() as opened:
         yield opened
