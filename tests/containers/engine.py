@@ -104,8 +104,9 @@ IMAGE_ENV: Final = {"TRIO_EXEC_IMAGE": "test"}
 """Environment the image sets, so a test can tell the container's environment from ours."""
 
 _BASE_PACKAGES: Final = ("python3", "python3-venv", "procps")
-_BASE_NAME: Final = "trio-exec-base"
-_PROJECT_NAME: Final = "trio-exec-test"
+_BASE_NAME: Final = "localhost/trio-exec-base"
+_PROJECT_NAME: Final = "localhost/trio-exec-test"
+# Fully qualified: Podman resolves a short name through registries, of which there are none.
 _ROOTFS_FILE: Final = f"{DEBIAN_SUITE}-minbase-python3.tar"
 # The files that make up the wheel: a change to any of them rebuilds the project image.
 _PROJECT_FILES: Final = ("pyproject.toml", "README.md")
@@ -577,8 +578,9 @@ def run_docker(project: Path) -> Iterator[Engine]:
 
 
 PODMAN_RUN_OPTIONS: Final = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
-"""What ``podman run`` needs on this machine: without them, its OCI runtime fails to set
-the default limits, which exceed the hard limits the machine grants."""
+"""What ``podman run`` needs on this machine. Podman asks for its default limits (1048576
+open files and processes), above the hard limits this machine grants (20000 and 96364 here),
+and runc fails: ``error setting rlimit type 7: operation not permitted``."""
 
 
 @contextlib.contextmanager
@@ -587,19 +589,25 @@ def run_podman(project: Path) -> Iterator[Engine]:
     checkout ``project`` (the same base tarball as :func:`run_docker`); Podman has no daemon,
     so nothing runs once the block's containers are removed."""
     started = time.monotonic()
-    ensure_commands({"podman": "podman", "debootstrap": "debootstrap"})
+    # Debian's podman looks for catatonit where Debian does not put it; tini does the same.
+    ensure_commands({"podman": "podman", "tini-static": "tini", "debootstrap": "debootstrap"})
+    run_options = (*PODMAN_RUN_OPTIONS, f"--init-path={_command('tini-static')}")
     cache = cache_root()
     cache.mkdir(parents=True, exist_ok=True)
     tarball, rootfs_built = _ensure_rootfs(cache)
     with _data_root(cache, "podman") as storage:
-        run_root = Path(tempfile.mkdtemp(prefix="txp-", dir="/tmp"))
+        # Podman's database records its run root: one stable (short) path per storage.
+        run_root = Path("/tmp") / f"txp-{_digest([str(storage)])[:8]}"
+        run_root.mkdir(exist_ok=True)
         try:
             podman = (
                 _command("podman"),
                 "--root",
                 str(storage),
                 "--runroot",
-                str(run_root),
+                str(run_root / "run"),
+                "--tmpdir",
+                str(run_root / "libpod"),
                 "--cgroup-manager",
                 "cgroupfs",
                 "--events-backend",
@@ -607,12 +615,12 @@ def run_podman(project: Path) -> Iterator[Engine]:
             )
             run([*podman, "info"], "podman info", COMMAND_TIMEOUT)
             base, base_built = _ensure_base(podman, tarball)
-            image, project_built = _ensure_project(podman, base, project, PODMAN_RUN_OPTIONS)
+            image, project_built = _ensure_project(podman, base, project, run_options)
             yield Engine(
                 client=podman,
                 pid=None,
                 log=None,
-                run_options=PODMAN_RUN_OPTIONS,
+                run_options=run_options,
                 image=image,
                 setup_seconds=time.monotonic() - started,
                 built=_built(rootfs=rootfs_built, base=base_built, project=project_built),
