@@ -39,7 +39,9 @@ from trio_exec.testing.pytest_plugin import BACKEND_KINDS as PLUGIN_BACKEND_KIND
 from trio_exec.testing.pytest_plugin import open_backend
 
 from .conformance.helpers import HOST_PROCESSES, ProcessTable
-from .containers.engine import VENV, Container, Engine, run_docker
+from .containers.container import Container
+from .containers.engine import Engine, run_docker
+from .containers.images import VENV
 from .transports.helpers import STDIO_SERVER, ssh_argv
 from .transports.sshd import SshServer, run_sshd
 
@@ -92,7 +94,7 @@ def docker_container(
     the checkout's files too (read-only, its hidden directories such as virtual environments
     left out), and this interpreter's path runs the image's Python in the image's venv
     (a view of it is bound over this interpreter's environment: ``pyvenv.cfg``, ``lib``
-    and the interpreter, the latter two links into :data:`~tests.containers.engine.VENV`)."""
+    and the interpreter, the latter two links into :data:`~tests.containers.images.VENV`)."""
     basetemp = tmp_path_factory.getbasetemp().resolve()
     checkout = Path(__file__).resolve().parents[1]
     interpreter = Path(sys.executable).absolute()

@@ -35,7 +35,7 @@ from trio_exec._stream import LineReader, ProcessStream
 
 from ..checkpoints import BLOCK, CheckpointRecorder, check_all
 from ..conftest import CONTAINER_KINDS
-from ..containers.engine import Container
+from ..containers.container import Container
 from ..transports.helpers import STDIO_SERVER, ssh_argv
 from ..transports.sshd import SshServer
 from .helpers import TIMEOUT, wait_failed

@@ -27,7 +27,8 @@ from trio_exec.testing import check_event_stream
 from trio_exec.testing.reference import open_server_process
 
 from ..conftest import BACKEND_KINDS, CONTAINER_KINDS
-from ..containers.engine import IMAGE_ENV, WORKDIR, Container
+from ..containers.container import Container
+from ..containers.images import IMAGE_ENV, WORKDIR
 from ..transports.helpers import STDIO_SERVER
 from ..transports.sshd import SshServer
 from .helpers import collect, python

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from .engine import Container, Engine, run_podman
+from .container import Container
+from .engine import Engine, run_podman
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ import trio_exec as tx
 from trio_exec import connect_command
 
 from ..conformance.helpers import TIMEOUT, wait_failed
-from .engine import VENV, WORKDIR, Container, ContainerProcess, Engine
+from .container import Container, ContainerProcess
+from .engine import Engine
+from .images import VENV, WORKDIR
 
 
 async def processes_inside(container: Container) -> list[ContainerProcess]:

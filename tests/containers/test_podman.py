@@ -9,7 +9,8 @@ import trio_exec as tx
 from trio_exec import connect_command
 
 from ..conformance.helpers import TIMEOUT
-from .engine import IMAGE_ENV, WORKDIR, Engine
+from .engine import Engine
+from .images import IMAGE_ENV, WORKDIR
 
 
 async def test_a_process_runs_through_podman_exec(podman_engine: Engine) -> None:
