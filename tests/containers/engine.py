@@ -58,6 +58,7 @@ __all__ = [
     "PODMAN_RUN_OPTIONS",
     "Engine",
     "run_docker",
+    "run_dockerd",
     "run_podman",
 ]
 
@@ -161,7 +162,11 @@ def _data_root(cache: Path, name: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _dockerd(data_root: Path) -> Iterator[tuple[tuple[str, ...], subprocess.Popen[bytes], Path]]:
+def run_dockerd(data_root: Path) -> Iterator[tuple[tuple[str, ...], subprocess.Popen[bytes], Path]]:
+    """Run ``dockerd`` on ``data_root`` for the block, with a socket and exec root of its own
+    in a new short directory under /tmp; yield the client prefix, the daemon and its log.
+    The daemon is stopped by its PID (SIGTERM; its group SIGKILLed after
+    :data:`DAEMON_STOP_TIMEOUT`) and the directory removed when the block ends."""
     # Short: containerd's sockets live under the exec root and a socket path has 108 bytes.
     exec_root = Path(tempfile.mkdtemp(prefix="txd-", dir="/tmp"))
     socket = exec_root / "docker.sock"
@@ -222,7 +227,7 @@ def run_docker(project: Path) -> Iterator[Engine]:
     cache = cache_root()
     cache.mkdir(parents=True, exist_ok=True)
     tarball, rootfs_built = ensure_rootfs(cache)
-    with _data_root(cache, "docker") as data_root, _dockerd(data_root) as (docker, process, log):
+    with _data_root(cache, "docker") as data_root, run_dockerd(data_root) as (docker, process, log):
         base, base_built = ensure_base(docker, tarball)
         image, project_built = ensure_project(docker, cache, base, project, ())
         yield Engine(

@@ -13,14 +13,16 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 import trio
 
 import trio_exec as tx
 from trio_exec import connect_command
 
 from ..conformance.helpers import TIMEOUT, wait_failed
+from .commands import ensure_commands
 from .container import Container, ContainerProcess
-from .engine import Engine
+from .engine import Engine, run_dockerd
 from .images import VENV, WORKDIR
 
 
@@ -77,3 +79,22 @@ async def test_a_killed_docker_exec_client_leaves_nothing_inside(
             await trio.sleep(0.05)  # another machine's state: poll it
             left = [p for p in await processes_inside(fresh_container) if p.pid not in before]
     assert not left, left
+
+
+def test_the_daemon_is_stopped_by_its_pid_when_the_block_ends(tmp_path: Path) -> None:
+    with run_dockerd(tmp_path / "data") as (client, daemon, log):
+        socket = Path(client[-1].removeprefix("unix://"))
+        assert socket.is_socket()
+        assert Path(f"/proc/{daemon.pid}").exists()
+    assert daemon.returncode is not None
+    assert not Path(f"/proc/{daemon.pid}").exists()
+    assert not socket.exists()
+    assert not log.exists()  # its directory is gone too
+
+
+def test_a_missing_command_that_cannot_be_installed_fails_the_test(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no apt-get
+    with pytest.raises(pytest.fail.Exception, match="there is no apt-get to install them"):
+        ensure_commands({"trio-exec-no-such-command": "trio-exec-no-such-package"})
