@@ -17,9 +17,9 @@ kind in :data:`BACKEND_KINDS`:
 Except for ``docker``, the server runs on this machine, so the tests can look at process
 groups with ``ps``; a test that looks at the children's processes takes the ``processes``
 fixture, the process table of the side that runs them. So that the tests' argv and files
-mean the same in the container, it has the session's temporary directory bound at the same
-path, and this interpreter's path names the container's ``python3``. The hypothesis
-property tests use ``kind`` (tests/property) instead.
+mean the same in the container, it has the session's temporary directory and the checkout
+bound at the same paths, and this interpreter's path runs the image's Python. The
+hypothesis property tests use ``kind`` (tests/property) instead.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ from trio_exec.testing.pytest_plugin import open_backend
 
 from .conformance.helpers import HOST_PROCESSES, ProcessTable
 from .containers.container import Container
-from .containers.engine import Engine, run_docker
-from .containers.images import VENV
+from .containers.engine import Engine, run_docker, run_host_like
 from .transports.helpers import STDIO_SERVER, ssh_argv
 from .transports.sshd import SshServer, run_sshd
 
@@ -81,42 +80,17 @@ def docker_engine() -> Iterator[Engine]:
         yield engine
 
 
-_IMAGE_DIRECTORIES: Final = frozenset({"/", "/usr", "/usr/local", "/opt"})
-"""Directories of the image that the interpreter's view must not hide."""
-
-
 @pytest.fixture(scope="session")
 def docker_container(
     docker_engine: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Container]:
     """A container of the project image for the conformance suite, where the tests' paths
-    mean what they mean here: the session's temporary directory is bound at the same path,
-    the checkout's files too (read-only, its hidden directories such as virtual environments
-    left out), and this interpreter's path runs the image's Python in the image's venv
-    (a view of it is bound over this interpreter's environment: ``pyvenv.cfg``, ``lib``
-    and the interpreter, the latter two links into :data:`~tests.containers.images.VENV`)."""
-    basetemp = tmp_path_factory.getbasetemp().resolve()
-    checkout = Path(__file__).resolve().parents[1]
-    interpreter = Path(sys.executable).absolute()
-    environment = interpreter.parent.parent
-    if str(environment) in _IMAGE_DIRECTORIES:
-        pytest.fail(
-            f"the docker backend binds a view of the image's venv over {environment} to give "
-            f"{interpreter} a meaning inside the container, which would hide the image's own "
-            "files there; run the suite from a virtual environment (nox, or python -m venv)"
-        )
-    view = tmp_path_factory.mktemp("container-python")
-    (view / "bin").mkdir()
-    (view / "bin" / interpreter.name).symlink_to(f"{VENV}/bin/python")
-    (view / "lib").symlink_to(f"{VENV}/lib")
-    (view / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = false\n")
-    files = [
-        entry
-        for entry in sorted(checkout.iterdir())
-        if not entry.name.startswith(".") and not environment.is_relative_to(entry)
-    ]
-    with docker_engine.container(
-        mounts=[basetemp], read_only=files, binds={view: environment}
+    mean what they mean here (see :func:`~tests.containers.engine.run_host_like`)."""
+    with run_host_like(
+        docker_engine,
+        basetemp=tmp_path_factory.getbasetemp(),
+        checkout=Path(__file__).resolve().parents[1],
+        interpreter=Path(sys.executable),
     ) as container:
         yield container
 

@@ -50,7 +50,7 @@ from .commands import (
     run,
 )
 from .container import Container, run_container
-from .images import ensure_base, ensure_project, ensure_rootfs
+from .images import VENV, ensure_base, ensure_project, ensure_rootfs
 
 __all__ = [
     "DAEMON_STARTUP_TIMEOUT",
@@ -59,6 +59,7 @@ __all__ = [
     "Engine",
     "run_docker",
     "run_dockerd",
+    "run_host_like",
     "run_podman",
 ]
 
@@ -291,3 +292,42 @@ def run_podman(project: Path) -> Iterator[Engine]:
             )
         finally:
             shutil.rmtree(run_root, ignore_errors=True)
+
+
+_IMAGE_DIRECTORIES: Final = frozenset({"/", "/usr", "/usr/local", "/opt"})
+"""Directories of the image that the interpreter's view must not hide."""
+
+
+@contextlib.contextmanager
+def run_host_like(
+    engine: Engine, *, basetemp: Path, checkout: Path, interpreter: Path
+) -> Iterator[Container]:
+    """A container of the project image where the tests' paths mean what they mean here.
+
+    The pytest session's temporary directory ``basetemp`` is bound at the same path, the
+    files of the ``checkout`` too (read-only: the tests' own files and examples; its hidden
+    directories, virtual environments among them, left out), and ``interpreter`` runs the
+    image's Python in the image's venv: a view of that venv (``pyvenv.cfg``, and links to
+    its ``lib`` and interpreter) is bound over the interpreter's environment directory.
+    """
+    basetemp = basetemp.resolve()
+    interpreter = interpreter.absolute()
+    environment = interpreter.parent.parent
+    if str(environment) in _IMAGE_DIRECTORIES:
+        pytest.fail(
+            f"the container binds a view of the image's venv over {environment} to give "
+            f"{interpreter} a meaning inside, which would hide the image's own files there; "
+            "run the suite from a virtual environment (nox, or python -m venv)"
+        )
+    view = Path(tempfile.mkdtemp(prefix="container-python-", dir=basetemp))
+    (view / "bin").mkdir()
+    (view / "bin" / interpreter.name).symlink_to(f"{VENV}/bin/python")
+    (view / "lib").symlink_to(f"{VENV}/lib")
+    (view / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = false\n")
+    files = [
+        entry
+        for entry in sorted(checkout.iterdir())
+        if not entry.name.startswith(".") and not environment.is_relative_to(entry)
+    ]
+    with engine.container(mounts=[basetemp], read_only=files, binds={view: environment}) as c:
+        yield c
