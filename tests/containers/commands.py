@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import fcntl
 import hashlib
 import os
@@ -21,6 +22,7 @@ __all__ = [
     "COMMAND_TIMEOUT",
     "INSTALL_TIMEOUT",
     "LOG_TAIL",
+    "bounded_by_steps",
     "cache_root",
     "command_path",
     "digest",
@@ -96,6 +98,13 @@ def locked(path: Path, timeout: float) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def bounded_by_steps() -> None:
+    """Stop the ``faulthandler_timeout`` traceback dump for the test being set up: a cold
+    setup (apt-get, debootstrap, an image build) takes longer than that on a loaded machine,
+    and each of its steps is bounded by a timeout of its own (:func:`run`)."""
+    faulthandler.cancel_dump_traceback_later()
 
 
 def ensure_commands(packages: Mapping[str, str]) -> None:

@@ -43,6 +43,7 @@ import pytest
 from .commands import (
     COMMAND_TIMEOUT,
     LOG_TAIL,
+    bounded_by_steps,
     cache_root,
     command_path,
     digest,
@@ -224,6 +225,7 @@ def run_docker(project: Path) -> Iterator[Engine]:
     """Run a private Docker daemon holding the project image of the checkout ``project``;
     see the module docstring. The daemon is stopped by its PID when the block ends."""
     started = time.monotonic()
+    bounded_by_steps()
     ensure_commands({"dockerd": "docker.io", "docker": "docker.io", "debootstrap": "debootstrap"})
     cache = cache_root()
     cache.mkdir(parents=True, exist_ok=True)
@@ -254,6 +256,7 @@ def run_podman(project: Path) -> Iterator[Engine]:
     checkout ``project`` (the same base tarball as :func:`run_docker`); Podman has no daemon,
     so nothing runs once the block's containers are removed."""
     started = time.monotonic()
+    bounded_by_steps()
     # Debian's podman looks for catatonit where Debian does not put it; tini does the same.
     ensure_commands({"podman": "podman", "tini-static": "tini", "debootstrap": "debootstrap"})
     run_options = (*PODMAN_RUN_OPTIONS, f"--init-path={command_path('tini-static')}")
