@@ -12,17 +12,26 @@ kind in :data:`BACKEND_KINDS`:
   session-scoped ``ssh_server`` fixture, which installs OpenSSH if it is missing);
 * ``relay``: our client against an exec server whose backend is itself a
   :class:`~trio_exec.RemoteBackend` connected to our websocket server (one hop, see
-  tests/relay/helpers.py), so the server adapts any backend, not a local one alone.
+  tests/relay/helpers.py), so the server adapts any backend, not a local one alone;
+* ``docker``: ``trio-exec serve --listen stdio`` inside a container of a private Docker
+  daemon, through ``docker exec -i`` (the session-scoped ``docker_container`` fixture, which
+  installs Docker and builds the image if needed; see :mod:`tests.containers.engine`).
 
-The server runs on this machine in every case, so the tests can still look at process
-groups with ``ps``. The hypothesis property tests use ``kind`` (tests/property) instead.
+Except for ``docker``, the server runs on this machine, so the tests can look at process
+groups with ``ps``; a test that looks at the children's processes takes the ``processes``
+fixture, the process table of the side that runs them. So that the tests' argv and files
+mean the same in the container, it has the session's temporary directory and the checkout
+bound at the same paths, and this interpreter's path runs the image's Python. The
+hypothesis property tests use ``kind`` (tests/property) instead.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Final
 
 import pytest
@@ -32,11 +41,23 @@ from trio_exec._command import connect_command
 from trio_exec.testing.pytest_plugin import BACKEND_KINDS as PLUGIN_BACKEND_KINDS
 from trio_exec.testing.pytest_plugin import open_backend
 
+from .conformance.helpers import HOST_PROCESSES, ProcessTable
+from .containers.container import Container
+from .containers.engine import Engine, run_docker, run_host_like
 from .relay.helpers import open_relay
 from .transports.helpers import STDIO_SERVER, ssh_argv
 from .transports.sshd import SshServer, run_sshd
 
-BACKEND_KINDS: Final = (*PLUGIN_BACKEND_KINDS, "remote-stdio", "remote-ssh", "relay")
+CONTAINER_KINDS: Final = ("docker",)
+"""The kinds of ``backend`` whose children run in a container."""
+
+BACKEND_KINDS: Final = (
+    *PLUGIN_BACKEND_KINDS,
+    "remote-stdio",
+    "remote-ssh",
+    "relay",
+    *CONTAINER_KINDS,
+)
 """The parameters of ``backend``."""
 
 BackendOpener = Callable[[], AbstractAsyncContextManager[tx.ExecBackend]]
@@ -61,6 +82,29 @@ def ssh_server() -> Iterator[SshServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Engine]:
+    """A private Docker daemon holding the project image (installed, started and built if
+    needed; stopped by its PID after the session)."""
+    with run_docker(Path(__file__).resolve().parents[1]) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def docker_container(
+    docker_engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Container]:
+    """A container of the project image for the conformance suite, where the tests' paths
+    mean what they mean here (see :func:`~tests.containers.engine.run_host_like`)."""
+    with run_host_like(
+        docker_engine,
+        basetemp=tmp_path_factory.getbasetemp(),
+        checkout=Path(__file__).resolve().parents[1],
+        interpreter=Path(sys.executable),
+    ) as container:
+        yield container
+
+
 @pytest.fixture(params=BACKEND_KINDS)
 def backend_opener(request: pytest.FixtureRequest) -> BackendOpener:
     """How to open the backend of this parameter (sync, so it may ask for ``ssh_server``
@@ -72,13 +116,28 @@ def backend_opener(request: pytest.FixtureRequest) -> BackendOpener:
         return lambda: connect_command(STDIO_SERVER)
     if kind == "relay":
         return open_relay
+    if kind in CONTAINER_KINDS:
+        container: Container = request.getfixturevalue(f"{kind}_container")
+        return lambda: connect_command(container.server_argv())
     assert kind == "remote-ssh", kind
     server: SshServer = request.getfixturevalue("ssh_server")
     return lambda: connect_command(ssh_argv(server.argv))
 
 
 @pytest.fixture
+def processes(request: pytest.FixtureRequest, backend_opener: BackendOpener) -> ProcessTable:
+    """The process table of the side that runs the children of ``backend``: this machine's,
+    or the container's."""
+    kind: str = request.node.callspec.params["backend_opener"]
+    if kind in CONTAINER_KINDS:
+        container: Container = request.getfixturevalue(f"{kind}_container")
+        return container
+    return HOST_PROCESSES
+
+
+@pytest.fixture
 async def backend(backend_opener: BackendOpener) -> AsyncIterator[tx.ExecBackend]:
-    """Each backend in turn: ``local``, ``remote``, ``remote-stdio``, ``remote-ssh``, ``relay``."""
+    """Each backend in turn: ``local``, ``remote``, ``remote-stdio``, ``remote-ssh``,
+    ``relay``, ``docker``."""
     async with backend_opener() as opened:
         yield opened

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
@@ -25,6 +26,16 @@ async def collect(proc: tx.ExecProcess, timeout: float = TIMEOUT) -> list[tx.Eve
         return [event async for event in proc.events]
 
 
+async def wait_failed(proc: tx.ExecProcess) -> None:
+    """Wait until the session's log failed (the connection broke for good)."""
+    with trio.fail_after(TIMEOUT):
+        async with proc.subscribe() as events:
+            async for event in events:
+                if isinstance(event, tx.Failed):
+                    return
+    raise AssertionError("the session ended without Failed")
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process of group ``pgid`` is alive (a zombie is not), asked of ``ps``."""
     listing = subprocess.run(
@@ -35,3 +46,39 @@ def group_alive(pgid: int) -> bool:
         if group and int(group) == pgid and not state.strip().startswith("Z"):
             return True
     return False
+
+
+class ProcessTable(Protocol):
+    """The processes of the side that runs a backend's children, as a test looks at them."""
+
+    def group_alive(self, pgid: int) -> bool:
+        """Whether any process of group ``pgid`` is alive (a zombie is not)."""
+        ...
+
+    def getpgid(self, pid: int) -> int:
+        """The process group of process ``pid``."""
+        ...
+
+    def kill(self, pid: int, signum: int) -> None:
+        """Send ``signum`` to process ``pid``."""
+        ...
+
+
+class HostProcesses:
+    """This machine's processes: ``ps`` and the ``os`` functions."""
+
+    def group_alive(self, pgid: int) -> bool:
+        """Whether any process of group ``pgid`` is alive, asked of ``ps``."""
+        return group_alive(pgid)
+
+    def getpgid(self, pid: int) -> int:
+        """:func:`os.getpgid`."""
+        return os.getpgid(pid)
+
+    def kill(self, pid: int, signum: int) -> None:
+        """:func:`os.kill`."""
+        os.kill(pid, signum)
+
+
+HOST_PROCESSES: Final = HostProcesses()
+"""The process table of the backends whose children run on this machine."""

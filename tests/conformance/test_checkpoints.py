@@ -12,7 +12,7 @@ the session's class (found by introspection, see :mod:`tests.checkpoints`) under
 * ``closed``: exited and all output sequenced;
 * ``left``: after the session's block was left;
 * ``failed``: on a remote backend whose connection broke for good (the websocket server
-  cancelled; the stdio server, or ``ssh``, killed).
+  cancelled; the stdio server, ``ssh`` or ``docker exec`` killed).
 
 The calls are the same in every state; what they return differs (a status, an error),
 and that is the point: each outcome is a path that must checkpoint.
@@ -34,9 +34,11 @@ import trio_exec as tx
 from trio_exec._stream import LineReader, ProcessStream
 
 from ..checkpoints import BLOCK, CheckpointRecorder, check_all
+from ..conftest import CONTAINER_KINDS
+from ..containers.container import Container
 from ..transports.helpers import STDIO_SERVER, ssh_argv
 from ..transports.sshd import SshServer
-from .helpers import TIMEOUT
+from .helpers import TIMEOUT, wait_failed
 
 RUNNING: Final = ("sh", "-c", 'trap "" USR1; while echo tick; do sleep 0.1; done')
 """Runs until killed, printing; dies of SIGPIPE once nobody reads its output (a killed
@@ -53,7 +55,7 @@ STATES: Final = ("running", "running-tty", "exited", "closed", "left")
 """The states of :func:`test_process_methods_checkpoint` on every backend (``failed``
 has a test of its own on the remote backends)."""
 
-REMOTE_KINDS: Final = ("remote", "remote-stdio", "remote-ssh")
+REMOTE_KINDS: Final = ("remote", "remote-stdio", "remote-ssh", *CONTAINER_KINDS)
 
 MAX_EVENTS: Final = 1000
 """Bound on the events a subscription check receives before it stops."""
@@ -84,16 +86,6 @@ async def _reach(proc: tx.ExecProcess, state: str) -> None:
             await _first_output(proc)
 
 
-async def _wait_failed(proc: tx.ExecProcess) -> None:
-    """Wait until the session's log failed (the connection broke for good)."""
-    with trio.fail_after(TIMEOUT):
-        async with proc.subscribe() as events:
-            async for event in events:
-                if isinstance(event, tx.Failed):
-                    return
-    raise AssertionError("the session ended without Failed")
-
-
 @asynccontextmanager
 async def process_in_state(backend: tx.ExecBackend, state: str) -> AsyncIterator[tx.ExecProcess]:
     """A session of ``backend`` in ``state`` (one of :data:`STATES`)."""
@@ -120,6 +112,9 @@ def breakable_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Breakabl
     if kind == "remote-ssh":
         server: SshServer = request.getfixturevalue("ssh_server")
         server_argv = ssh_argv(server.argv)
+    elif kind in CONTAINER_KINDS:
+        container: Container = request.getfixturevalue(f"{kind}_container")
+        server_argv = container.server_argv()
     pid_file = tmp_path / "command.pid"
     # The shell writes its pid, then becomes the command: that pid is the command's.
     argv = ["sh", "-c", 'echo $$ > "$0"; exec "$@"', str(pid_file), *server_argv]
@@ -233,7 +228,7 @@ async def test_process_methods_checkpoint_when_failed(breakable_opener: Breakabl
         async with backend.open_process(RUNNING, pipe_stdin=True) as proc:
             await _first_output(proc)
             break_connection()
-            await _wait_failed(proc)
+            await wait_failed(proc)
             recorders = [
                 await exercise_subscription(proc, "failed"),
                 await exercise_process(proc, "failed"),
@@ -258,7 +253,7 @@ async def test_stream_methods_checkpoint_when_failed(breakable_opener: Breakable
     ):
         await _first_output(stream.process)
         break_connection()
-        await _wait_failed(stream.process)
+        await wait_failed(stream.process)
         recorders = await exercise_stream(stream, "failed")
     check_all(recorders)
 
@@ -283,7 +278,7 @@ async def test_run_process_checkpoints_when_failed(breakable_opener: BreakableOp
         async with backend.open_process(RUNNING) as proc:
             await _first_output(proc)
             break_connection()
-            await _wait_failed(proc)
+            await wait_failed(proc)
         with trio.fail_after(TIMEOUT):
             await _run_processes(recorder, backend)
     recorder.check({"run_process"})

@@ -26,7 +26,9 @@ from trio_exec._command import connect_command
 from trio_exec.testing import check_event_stream
 from trio_exec.testing.reference import open_server_process
 
-from ..conftest import BACKEND_KINDS
+from ..conftest import BACKEND_KINDS, CONTAINER_KINDS
+from ..containers.container import Container
+from ..containers.images import IMAGE_ENV, WORKDIR
 from ..relay.helpers import open_relay
 from ..transports.helpers import STDIO_SERVER
 from ..transports.sshd import SshServer
@@ -104,6 +106,13 @@ async def side(
             open_relay(url) as backend,
         ):
             yield Side(kind=kind, backend=backend, cwd=where, env=server_env)
+    elif kind in CONTAINER_KINDS:
+        # The container's own directory and environment (its image's), plus the variables
+        # given to `docker exec -e`; nothing of this process's.
+        container: Container = request.getfixturevalue(f"{kind}_container")
+        options = ["-e", f"{SERVER_VAR}=server", "-e", f"{TOKEN_VAR}=kept"]
+        async with connect_command(container.server_argv(options)) as backend:
+            yield Side(kind=kind, backend=backend, cwd=WORKDIR, env=None)
     else:
         assert kind == "remote-ssh", kind
         ssh: SshServer = request.getfixturevalue("ssh_server")
@@ -141,6 +150,8 @@ async def test_a_child_gets_the_running_sides_directory_and_environment(side: Si
         assert without_locale_coercion(inherited) == without_locale_coercion(dict(os.environ))
     else:
         assert CLIENT_VAR not in env
+    if side.kind in CONTAINER_KINDS:
+        assert IMAGE_ENV.items() <= env.items()
     if side.env is not None:
         assert without_locale_coercion(env) == without_locale_coercion(side.env)
 

@@ -14,7 +14,7 @@ import trio
 import trio_exec as tx
 from trio_exec.testing import check_event_stream
 
-from .helpers import TIMEOUT, collect, group_alive, python
+from .helpers import TIMEOUT, ProcessTable, collect, python
 
 STDOUT, STDERR, PTY = tx.OutputStream.STDOUT, tx.OutputStream.STDERR, tx.OutputStream.PTY
 
@@ -576,13 +576,13 @@ async def test_terminate_kills_after_grace(backend: tx.ExecBackend) -> None:
 _GRANDCHILDREN = "sleep 60 & sleep 60 >/dev/null 2>&1 & echo $$; wait"
 
 
-async def _start_and_get_group(proc: tx.ExecProcess) -> int:
+async def _start_and_get_group(proc: tx.ExecProcess, processes: ProcessTable) -> int:
     events = proc.events
     with trio.fail_after(TIMEOUT):
         event = await events.receive()
     assert isinstance(event, tx.Output)
     pgid = int(event.data)
-    assert group_alive(pgid)
+    assert processes.group_alive(pgid)
     return pgid
 
 
@@ -602,7 +602,7 @@ _ESCAPING_GRANDCHILD = (
 
 @pytest.mark.parametrize("how", ["leave-running", "leave-exited", "sigkill"])
 async def test_setsid_grandchild_holding_stdout_still_ends_with_closed(
-    backend: tx.ExecBackend, how: str
+    backend: tx.ExecBackend, processes: ProcessTable, how: str
 ) -> None:
     """Once the child's group was killed, the output ends within CLOSE_DRAIN_TIMEOUT even
     though a process outside the group holds it open: Exited then Closed, no Failed."""
@@ -631,35 +631,39 @@ async def test_setsid_grandchild_holding_stdout_still_ends_with_closed(
         check_event_stream(received)
     finally:
         if grandchild is not None:
-            os.kill(grandchild, signal.SIGKILL)
+            processes.kill(grandchild, signal.SIGKILL)
 
 
-async def test_no_orphans_after_cancellation(backend: tx.ExecBackend) -> None:
+async def test_no_orphans_after_cancellation(
+    backend: tx.ExecBackend, processes: ProcessTable
+) -> None:
     with trio.fail_after(TIMEOUT):
         with trio.CancelScope() as scope:
             async with backend.open_process(["sh", "-c", _GRANDCHILDREN], grace=0.5) as proc:
-                pgid = await _start_and_get_group(proc)
+                pgid = await _start_and_get_group(proc, processes)
                 scope.cancel()
                 await trio.sleep_forever()
     assert scope.cancelled_caught
-    assert not group_alive(pgid)
+    assert not processes.group_alive(pgid)
 
 
-async def test_no_orphans_after_exception(backend: tx.ExecBackend) -> None:
+async def test_no_orphans_after_exception(backend: tx.ExecBackend, processes: ProcessTable) -> None:
     groups: list[int] = []
 
     async def fail_inside() -> None:
         async with backend.open_process(["sh", "-c", _GRANDCHILDREN], grace=0.5) as proc:
-            groups.append(await _start_and_get_group(proc))
+            groups.append(await _start_and_get_group(proc, processes))
             raise KeyError("boom")
 
     with pytest.raises(KeyError, match="boom"):
         await fail_inside()
     pgid = groups[0]
-    assert not group_alive(pgid)
+    assert not processes.group_alive(pgid)
 
 
-async def test_no_orphans_when_child_exits_first(backend: tx.ExecBackend) -> None:
+async def test_no_orphans_when_child_exits_first(
+    backend: tx.ExecBackend, processes: ProcessTable
+) -> None:
     script = "sleep 60 >/dev/null 2>&1 & echo $!"
     async with backend.open_process(["sh", "-c", script]) as proc:
         events = proc.events
@@ -668,9 +672,9 @@ async def test_no_orphans_when_child_exits_first(backend: tx.ExecBackend) -> Non
             assert await proc.wait() == 0
         assert isinstance(first, tx.Output)
         grandchild = int(first.data)
-        pgid = os.getpgid(grandchild)
-        assert group_alive(pgid)
-    assert not group_alive(pgid)
+        pgid = processes.getpgid(grandchild)
+        assert processes.group_alive(pgid)
+    assert not processes.group_alive(pgid)
 
 
 # -- helpers that need the backend ----------------------------------------------------------
