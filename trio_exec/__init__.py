@@ -7,6 +7,7 @@ iterate over ``proc.events``. See the README for a tour.
 from __future__ import annotations
 
 from ._backend import DEFAULT_GRACE, ExecBackend, ExecProcess, ProcessOptions, ProcessStatistics
+from ._cgroup import Containment, ContainmentCheck, containment
 from ._command import CommandStderr, connect_command
 from ._errors import (
     CalledProcessError,
@@ -83,6 +84,8 @@ __all__ = [
     "CommandStderr",
     "CompletedProcess",
     "ConnectionLost",
+    "Containment",
+    "ContainmentCheck",
     "Event",
     "ExecBackend",
     "ExecProcess",
@@ -129,6 +132,7 @@ __all__ = [
     "WriteStatus",
     "connect",
     "connect_command",
+    "containment",
     "open_process",
     "open_remote_backend",
     "open_stream",
