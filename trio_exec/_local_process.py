@@ -5,6 +5,7 @@ See the theory of operation in :mod:`trio_exec._local`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal as _signal
@@ -205,7 +206,13 @@ class LocalProcess(ExecProcess):
     def _forget_cgroup(self) -> None:
         """Remove the (empty) cgroup and unregister it from the keeper; idempotent."""
         path = self._cgroup
-        if path is not None and remove_cgroup(path):
+        if path is None:
+            return
+        try:
+            removed = remove_cgroup(path)
+        except OSError:  # pragma: no cover - our empty cgroup can be removed
+            removed = False
+        if removed:
             self._cgroup = None
             if self._keeper_of_cgroup is not None:
                 self._keeper_of_cgroup.unregister_cgroup(path)
@@ -286,11 +293,9 @@ class LocalProcess(ExecProcess):
         if self._cgroup is not None:
             # Not left by _shutdown (the block ended before it could run): kill the
             # cgroup; it is removed if already empty, else the keeper (if any) keeps it.
-            try:
+            with contextlib.suppress(OSError):
                 kill_at_once(self._cgroup)
-                self._forget_cgroup()
-            except OSError:
-                pass
+            self._forget_cgroup()
         if not self._log.finished:
             if self._log.exited is not None:
                 self._log.set_closed()

@@ -157,6 +157,35 @@ async def test_a_child_that_forks_at_once_never_runs_outside_its_cgroup() -> Non
             kill_if_alive(pid)
 
 
+async def test_the_child_is_in_its_cgroup_before_the_spawn_returns(tmp_path: Path) -> None:
+    """The spawning thread is held right after ``Popen`` returns (in the keeper's
+    registration) until the child has run and recorded its cgroup: nothing done after the
+    spawn can be what moved it."""
+    mount = needs_cgroups()
+    report = tmp_path / "cgroup"
+    backend = tx.LocalBackend(kill_orphans=True)
+    keeper = backend._keeper
+    assert keeper is not None
+    register = keeper.register
+
+    def register_once_the_child_ran(pgid: int, cgroup: str | None = None) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while not report.read_text().endswith("\n"):  # the child writes it at once
+            assert time.monotonic() < deadline, "the child never wrote its cgroup"
+            time.sleep(0.001)
+        register(pgid, cgroup)
+
+    report.write_text("")
+    keeper.register = register_once_the_child_ran  # type: ignore[method-assign]
+    argv = ["sh", "-c", f"grep '^0::' /proc/self/cgroup > {report}; exec sleep 60"]
+    async with backend:
+        with trio.fail_after(TIMEOUT):
+            async with backend.open_process(argv) as proc:
+                assert proc.cgroup is not None
+                line = await trio.to_thread.run_sync(report.read_text)
+                assert line == f"0::{proc.cgroup.removeprefix(mount)}\n"
+
+
 # -- every cgroup is removed -----------------------------------------------------------------
 
 
