@@ -16,6 +16,7 @@ import typing as _typing
 from importlib import import_module as _import_module
 
 from ._backend import DEFAULT_GRACE, ExecBackend, ExecProcess, ProcessOptions, ProcessStatistics
+from ._cgroup import Containment, ContainmentCheck, containment
 from ._errors import (
     CalledProcessError,
     ConnectionLost,
@@ -149,6 +150,8 @@ __all__ = [
     "CommandStderr",
     "CompletedProcess",
     "ConnectionLost",
+    "Containment",
+    "ContainmentCheck",
     "Event",
     "ExecBackend",
     "ExecProcess",
@@ -195,6 +198,7 @@ __all__ = [
     "WriteStatus",
     "connect",
     "connect_command",
+    "containment",
     "open_process",
     "open_remote_backend",
     "open_stream",

@@ -1,4 +1,5 @@
-"""Process groups: signalling a child's group and waiting until no member of it is alive."""
+"""Process groups (and cgroups): signalling a child's group and waiting until no member of
+it (or of its cgroup) is alive."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from typing import Final
 
 import trio
 
-__all__ = ["GROUP_EXIT_TIMEOUT", "group_exists", "killpg", "live_group_members", "wait_group_gone"]
+from ._cgroup import CGROUP_EMPTY_TIMEOUT, is_populated
+
+__all__ = [
+    "GROUP_EXIT_TIMEOUT",
+    "group_exists",
+    "killpg",
+    "live_group_members",
+    "wait_cgroup_empty",
+    "wait_group_gone",
+]
 
 GROUP_EXIT_TIMEOUT: Final = 5.0
 """Seconds to wait, after SIGKILL was sent to the group at the end of a session, until no
@@ -68,3 +78,19 @@ async def wait_group_gone(pgid: int) -> None:
                 return
             await trio.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+
+async def wait_cgroup_empty(path: str) -> bool:
+    """Wait (at most :data:`~trio_exec._cgroup.CGROUP_EMPTY_TIMEOUT`) until no process is
+    left in cgroup ``path``, which was killed; return whether it is empty.
+
+    ``cgroup.events`` is read with a growing delay: a killed cgroup is usually empty by
+    the first read.
+    """
+    delay = 0.001
+    with trio.move_on_after(CGROUP_EMPTY_TIMEOUT):
+        while is_populated(path):
+            await trio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return True
+    return False

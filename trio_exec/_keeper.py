@@ -1,4 +1,5 @@
-"""The keeper: a small process that kills a backend's process groups when its owner dies.
+"""The keeper: a small process that kills a backend's process groups (and removes its
+cgroups) when its owner dies.
 
 Theory of operation
 -------------------
@@ -14,8 +15,11 @@ for it, started lazily by the first spawn. The keeper reads the one end of a pip
 other end only the owner holds. The owner writes a short record per process group it
 spawns (``+PGID``, right after the spawn, in the spawning thread) and one when the group
 is gone (``-PGID``); it never waits for an answer, so a spawn costs one small pipe write.
+A session in a cgroup of its own (see ``trio_exec._cgroup``) also registers the cgroup
+(``>PATH``, in the same write) and forgets it once it is removed (``<PATH``).
 When the keeper reads end of file, its owner is dead (the kernel closed the pipe): it
-sends SIGKILL to every group still registered, and exits. An explicit :meth:`Keeper.close`
+sends SIGKILL to every group still registered, kills every cgroup still registered
+(``setsid`` daemons included), removes those cgroups once they are empty, and exits. An explicit :meth:`Keeper.close`
 SIGKILLs the keeper first (their blocks still own the groups), then closes the pipe. The
 keeper reads in batches (:data:`KEEPER_BATCH_DELAY`): it wakes a few times a second, not
 twice per spawn.
@@ -25,8 +29,11 @@ library, so it starts in milliseconds and sees no ``PYTHON*`` variable. It runs 
 session, in ``/``, with no descriptor of its owner but the pipe, and ignores SIGINT,
 SIGQUIT, SIGTERM and SIGHUP: a terminal's Ctrl-C or ``Ctrl-\\`` reaches only its owner.
 
-Limits: a grandchild that left the group (``setsid``) escapes, as it escapes the end of
-a block. A group spawned in the instant before the owner dies, between the fork and the
+Limits: without a cgroup, a grandchild that left the group (``setsid``) escapes, as it
+escapes the end of a block. The keeper runs in its owner's cgroup, not in one of the
+sessions': if that cgroup is killed (the owner was itself a session of another backend),
+the keeper dies with its owner, and the other backend kills and removes the cgroups below
+its own. A group spawned in the instant before the owner dies, between the fork and the
 registration write, may escape. A group id is registered while its block is open; if the
 owner dies after the group ended and before it wrote ``-PGID``, or while its leader was
 already reaped (``SIGCHLD`` ignored), the keeper may signal a group that reused the id.
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import importlib.util
 import logging
 import os
 import signal
@@ -44,6 +52,8 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
+from types import ModuleType
 from typing import Final
 
 __all__ = ["KEEPER_BATCH_DELAY", "KEEPER_PIPE_BYTES", "Keeper"]
@@ -78,6 +88,7 @@ class Keeper:
         self._process: subprocess.Popen[bytes] | None = None
         self._fd = -1
         self._groups: set[int] = set()
+        self._cgroups: set[str] = set()
         self._unsent = bytearray()
         _keepers.add(self)
 
@@ -101,16 +112,21 @@ class Keeper:
             if self._fd < 0:
                 self._start_locked()
 
-    def register(self, pgid: int) -> None:
-        """Have the keeper kill group ``pgid`` if the owner dies; call right after the spawn.
+    def register(self, pgid: int, cgroup: str | None = None) -> None:
+        """Have the keeper kill group ``pgid`` (and cgroup ``cgroup``, a directory) if the
+        owner dies; call right after the spawn.
 
         Never raises: if the keeper died, a new one is started and told every group; if
         that fails too, the error is logged and the next registration tries again.
         """
         with self._lock:
             self._groups.add(pgid)
+            record = b"+%d\n" % pgid
+            if cgroup is not None:
+                self._cgroups.add(cgroup)
+                record += b">%s\n" % os.fsencode(cgroup)
             if self._fd >= 0:
-                self._unsent += b"+%d\n" % pgid
+                self._unsent += record
                 if self._flush_locked():
                     return
             try:
@@ -127,6 +143,16 @@ class Keeper:
             if self._fd >= 0:
                 self._unsent += b"-%d\n" % pgid
                 self._flush_locked()  # a dead keeper is replaced by the next register
+
+    def unregister_cgroup(self, cgroup: str) -> None:
+        """Forget cgroup ``cgroup`` (it is removed); never waits on the keeper."""
+        with self._lock:
+            if cgroup not in self._cgroups:
+                return
+            self._cgroups.discard(cgroup)
+            if self._fd >= 0:
+                self._unsent += b"<%s\n" % os.fsencode(cgroup)
+                self._flush_locked()
 
     def close(self) -> None:
         """Stop the keeper without it killing anything: their blocks still own the groups.
@@ -182,6 +208,7 @@ class Keeper:
             os.close(read_fd)
         self._fd = write_fd
         self._unsent = bytearray(b"".join(b"+%d\n" % pgid for pgid in self._groups))
+        self._unsent += b"".join(b">%s\n" % os.fsencode(path) for path in self._cgroups)
         self._flush_locked()
 
     def _flush_locked(self) -> bool:
@@ -216,6 +243,7 @@ class Keeper:
         self._fd = -1
         self._process = None
         self._groups.clear()
+        self._cgroups.clear()
         self._unsent.clear()
 
 
@@ -236,11 +264,13 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 # -- the keeper process ----------------------------------------------------------------------
 
 
-def serve_keeper(fd: int = 0) -> None:
-    """The keeper process: read records from ``fd``; at end of file, kill what is registered."""
+def serve_keeper(fd: int = 0, kill_and_remove: Callable[[list[str]], object] | None = None) -> None:
+    """The keeper process: read records from ``fd``; at end of file, kill what is registered
+    (and remove the cgroups, with ``kill_and_remove``)."""
     for signum in _IGNORED_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     groups: set[int] = set()
+    cgroups: set[bytes] = set()
     pending = b""
     while True:
         try:
@@ -251,7 +281,11 @@ def serve_keeper(fd: int = 0) -> None:
             break
         *records, pending = (pending + data).split(b"\n")
         for record in records:
-            if record[:1] in (b"+", b"-") and record[1:].isdigit():
+            if record[:1] == b">":
+                cgroups.add(record[1:])
+            elif record[:1] == b"<":
+                cgroups.discard(record[1:])
+            elif record[:1] in (b"+", b"-") and record[1:].isdigit():
                 pgid = int(record[1:])
                 if record[:1] == b"+":
                     groups.add(pgid)
@@ -263,7 +297,30 @@ def serve_keeper(fd: int = 0) -> None:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
             pass
+    if kill_and_remove is not None and cgroups:
+        kill_and_remove([os.fsdecode(path) for path in cgroups])
+
+
+def _load_cgroup_module() -> ModuleType:
+    """``trio_exec._cgroup`` from the file beside this one (``python -I -S`` puts neither
+    this directory nor the package on the path); it imports the standard library only."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cgroup.py")
+    spec = importlib.util.spec_from_file_location("trio_exec_keeper_cgroup", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _main() -> None:
+    try:
+        kill_and_remove = _load_cgroup_module().kill_and_remove
+    except Exception:  # still kill the groups
+        kill_and_remove = None
+    serve_keeper(kill_and_remove=kill_and_remove)
 
 
 if __name__ == "__main__":
-    serve_keeper()
+    _main()

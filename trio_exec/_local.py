@@ -38,12 +38,18 @@ the pipes' end of file is then waited for at most :data:`CLOSE_DRAIN_TIMEOUT` se
 whoever holds them. ``LocalBackend(inherit_stderr=True)`` gives its non-tty children this
 process's stderr instead of a pipe: their sessions carry no stderr output.
 
+Where :func:`~trio_exec.containment` reports a writable cgroup v2 hierarchy, each child
+also gets a cgroup of its own, which it enters before it runs (``trio_exec._cgroup``):
+leaving the block kills the whole cgroup after the group, so that processes that left the
+group (``setsid``, daemons) die too, and removes it once it is empty.
+
 With ``LocalBackend(kill_orphans=True)`` a keeper process (``trio_exec._keeper``) kills
-every open session's group if this process dies without leaving the blocks.
+every open session's group (and cgroup) if this process dies without leaving the blocks.
 
 Leaving the block releases backpressure (no one will consume any more), terminates a
 child that still runs (SIGTERM, SIGKILL after the grace), SIGKILLs whatever is left of
-the group, waits a bounded time for the pipes to reach EOF, and reaps the child.
+the group (and the cgroup), waits a bounded time for the pipes to reach EOF, reaps the
+child, and removes its cgroup.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from ._backend import (
     new_process_id,
     process_options,
 )
+from ._cgroup import Containment, ContainmentCheck, containment
 from ._keeper import Keeper
 from ._local_process import LocalProcess
 from ._log import ProcessLog
@@ -78,7 +85,8 @@ __all__ = ["LocalBackend", "LocalProcess", "open_process"]
 
 @final
 class LocalBackend(ExecBackend):
-    """Runs processes on this machine, each in its own process group (by default).
+    """Runs processes on this machine, each in its own process group (by default) and, where
+    the machine allows it, its own cgroup.
 
     Process ids must be unique among the sessions of one backend that are open at once.
 
@@ -89,8 +97,10 @@ class LocalBackend(ExecBackend):
             started by the first spawn, in its own session, deaf to terminal signals, it
             learns each group by one pipe write per spawn and per end, and SIGKILLs the
             groups it knows when the pipe reaches end of file (see ``trio_exec._keeper``).
-            ``trio-exec serve`` and ``trio-exec run`` use it. A grandchild that left the
-            group (``setsid``) is not covered, as it is not when a block ends.
+            ``trio-exec serve`` and ``trio-exec run`` use it. With cgroups the keeper kills
+            each session's cgroup too (a grandchild that left the group included) and
+            removes it; without, a grandchild that left the group (``setsid``) is not
+            covered, as it is not when a block ends.
         start_new_session: start every child in a new session, hence its own process
             group (the default). False: children stay in this process's session and
             group, as with ``subprocess.Popen(start_new_session=False)``, so a signal to
@@ -101,10 +111,23 @@ class LocalBackend(ExecBackend):
             left); the end of the block waits at most :data:`CLOSE_DRAIN_TIMEOUT` seconds
             after the SIGKILL for such a process to release the child's pipes. Not with
             ``kill_orphans`` (the keeper kills groups, and these children have none) nor
-            with ``tty=True`` (a terminal needs a session leader): ValueError.
+            with ``tty=True`` (a terminal needs a session leader): ValueError. These
+            children get no cgroup either: they stay in this process's cgroup, like its
+            own, so that what they leave on purpose (an ``ssh`` ``ControlPersist`` master)
+            lives on; :attr:`containment` says :attr:`Containment.CHILD`.
         inherit_stderr: a child not on a terminal writes its stderr straight to this
             process's stderr (descriptor 2) instead of a pipe; its session then has no
             ``OutputStream.STDERR`` output (default False: piped into the session).
+        cgroups: give each child a cgroup of its own where :func:`~trio_exec.containment`
+            reports :attr:`Containment.CGROUP` (the default, True): leaving the block then
+            kills every process the child started, ``setsid`` daemons included, and
+            removes the cgroup. Elsewhere (no writable cgroup v2 hierarchy: not root and
+            no delegated subtree) the process group is the fallback, as with False. The
+            cgroups are made under this process's own cgroup (``trio-exec-<pid>-<n>``);
+            a program that manages that cgroup itself, or does not want its children
+            moved out of it, passes False. The cost is a fork instead of a vfork per
+            spawn plus a ``mkdir`` and ``rmdir`` (see the operations guide).
+            :attr:`containment` tells which applies.
 
     A program that ignores SIGCHLD (``signal.signal(SIGCHLD, SIG_IGN)``) has its children
     reaped by the kernel, which discards their exit status: sessions then report exit
@@ -124,6 +147,7 @@ class LocalBackend(ExecBackend):
         kill_orphans: bool = False,
         start_new_session: bool = True,
         inherit_stderr: bool = False,
+        cgroups: bool = True,
     ) -> None:
         if kill_orphans and not start_new_session:
             raise ValueError(
@@ -132,6 +156,7 @@ class LocalBackend(ExecBackend):
             )
         self._start_new_session = bool(start_new_session)
         self._inherit_stderr = bool(inherit_stderr)
+        self._cgroups = bool(cgroups)
         self._live: set[str] = set()
         self._keeper = Keeper() if kill_orphans else None
         if self._keeper is not None:
@@ -151,6 +176,22 @@ class LocalBackend(ExecBackend):
     def start_new_session(self) -> bool:
         """Whether each child gets a new session and process group (see the class)."""
         return self._start_new_session
+
+    @property
+    def containment(self) -> ContainmentCheck:
+        """What contains each session's processes on this backend: a cgroup of its own
+        where :func:`~trio_exec.containment` reports :attr:`Containment.CGROUP` and the
+        backend was not made with ``cgroups=False``; else the process group, with the
+        reason."""
+        if not self._start_new_session:
+            return ContainmentCheck(
+                Containment.CHILD,
+                "LocalBackend(start_new_session=False): children stay in this process's "
+                "group and cgroup",
+            )
+        if not self._cgroups:
+            return ContainmentCheck(Containment.PROCESS_GROUP, "LocalBackend(cgroups=False)")
+        return containment()
 
     @property
     def inherit_stderr(self) -> bool:
@@ -251,6 +292,7 @@ class LocalBackend(ExecBackend):
                 keeper=self._keeper,
                 start_new_session=self._start_new_session,
                 inherit_stderr=self._inherit_stderr,
+                cgroup_parent=self.containment.parent,
             )
             proc = LocalProcess(pid, child, log, self._keeper)
             try:

@@ -5,6 +5,7 @@ See the theory of operation in :mod:`trio_exec._local`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal as _signal
@@ -15,9 +16,10 @@ import trio
 
 from . import _pty
 from ._backend import DEFAULT_GRACE, ExecProcess, check_dimensions, check_seconds
+from ._cgroup import kill_at_once, kill_cgroup, remove_cgroup
 from ._errors import UnsupportedOperation
 from ._events import WriteStatus
-from ._group import group_exists, killpg, wait_group_gone
+from ._group import group_exists, killpg, wait_cgroup_empty, wait_group_gone
 from ._keeper import Keeper
 from ._log import ProcessLog
 from ._pump import Pump, pending_bytes
@@ -77,7 +79,11 @@ class LocalProcess(ExecProcess):
         """Whether the child leads a group of its own; if not, only the child is signalled."""
         self._keeper = keeper
         """The keeper that has the group registered, until the group is forgotten."""
+        self._keeper_of_cgroup = keeper if child.cgroup is not None else None
+        """The keeper that has the cgroup registered, until the cgroup is removed."""
         self._group_killed = trio.Event()
+        self._cgroup = child.cgroup
+        """The child's own cgroup until it is removed; the keeper has it registered."""
 
     @property
     def tty(self) -> bool:
@@ -181,10 +187,40 @@ class LocalProcess(ExecProcess):
         if not self._child_exited.is_set():
             await self._terminate_group(grace)
         self._kill_group(_signal.SIGKILL)
+        await self._kill_cgroup()
         with trio.move_on_after(CLOSE_DRAIN_TIMEOUT):
             await self._done.wait()
         self._gone = True
         await self._reap_and_wait_group()
+        await self._remove_cgroup()
+
+    async def _kill_cgroup(self) -> None:
+        """SIGKILL everything in the child's cgroup (the child's group and whatever left
+        it), if it has one."""
+        if self._cgroup is not None and not kill_at_once(self._cgroup):
+            await trio.to_thread.run_sync(partial(kill_cgroup, self._cgroup, use_kill_file=False))
+
+    async def _remove_cgroup(self) -> None:
+        """Once the killed cgroup is empty, remove it and tell the keeper. One still
+        populated after :data:`~trio_exec._cgroup.CGROUP_EMPTY_TIMEOUT` stays (and stays
+        registered with the keeper)."""
+        if self._cgroup is not None and await wait_cgroup_empty(self._cgroup):
+            self._forget_cgroup()
+
+    def _forget_cgroup(self) -> None:
+        """Remove the (empty) cgroup and unregister it from the keeper; idempotent."""
+        path = self._cgroup
+        if path is None:
+            return
+        try:
+            removed = remove_cgroup(path)
+        except OSError:  # pragma: no cover - our empty cgroup can be removed
+            removed = False
+        if removed:
+            self._cgroup = None
+            if self._keeper_of_cgroup is not None:
+                self._keeper_of_cgroup.unregister_cgroup(path)
+                self._keeper_of_cgroup = None
 
     def _kill_group(self, sig: int) -> None:
         """Signal the child's process group, unless it is known to be gone.
@@ -258,6 +294,12 @@ class LocalProcess(ExecProcess):
                 self._kill_group(_signal.SIGKILL)
                 self._popen.wait()
             self._reaped = True
+        if self._cgroup is not None:
+            # Not left by _shutdown (the block ended before it could run): kill the
+            # cgroup; it is removed if already empty, else the keeper (if any) keeps it.
+            with contextlib.suppress(OSError):
+                kill_at_once(self._cgroup)
+            self._forget_cgroup()
         if not self._log.finished:
             if self._log.exited is not None:
                 self._log.set_closed()
@@ -345,7 +387,11 @@ class LocalProcess(ExecProcess):
         For SIGKILL, returns once no process of the group is alive any more (at most
         :data:`GROUP_EXIT_TIMEOUT` seconds), so that a kill is complete when it returns;
         ``Closed`` then follows within :data:`CLOSE_DRAIN_TIMEOUT`, even if a process that
-        left the group holds the output open.
+        left the group holds the output open. Where the session has a cgroup
+        (:attr:`cgroup`), SIGKILL kills the whole cgroup, processes that left the group
+        included, as leaving the block does, and removes it once it is empty (at most
+        :data:`~trio_exec._cgroup.CGROUP_EMPTY_TIMEOUT` seconds): an exec server's
+        client ends a block so.
         """
         signum = _signal.Signals(sig)
         await trio.lowlevel.checkpoint()
@@ -353,8 +399,10 @@ class LocalProcess(ExecProcess):
             return
         self._kill_group(signum)
         if signum is _signal.SIGKILL:
+            await self._kill_cgroup()
             await self._child_exited.wait()
             await self._reap_and_wait_group()
+            await self._remove_cgroup()
 
     async def resize(self, rows: int, cols: int) -> None:
         """See :meth:`ExecProcess.resize`. Does nothing once ``Closed`` is sequenced (the
@@ -374,3 +422,9 @@ class LocalProcess(ExecProcess):
             return False
         await self._terminate_group(grace)
         return True
+
+    @property
+    def cgroup(self) -> str | None:
+        """The directory of the child's own cgroup (see :func:`trio_exec.containment`)
+        until the end of the block removes it; None for a child without one."""
+        return self._cgroup

@@ -1,5 +1,6 @@
 """Spawning a local child: its pipes or terminal, ``Popen`` in a new session (or in this
-process's group), and the mapping of a failed spawn to :class:`~trio_exec.SpawnError`."""
+process's group), in a cgroup of its own where asked, and the mapping of a failed spawn to
+:class:`~trio_exec.SpawnError`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import fcntl
 import os
 import subprocess
 from collections.abc import Callable
+from functools import partial
 from typing import Final
 
 import attrs
 import trio
 
 from . import _pty
+from ._cgroup import create_cgroup, remove_cgroup
 from ._errors import SpawnError
 from ._events import OutputStream
 from ._keeper import Keeper
@@ -43,6 +46,8 @@ class Child:
     master: int | None
     own_group: bool = True
     """Whether the child leads a new session and process group (its pid is the group id)."""
+    cgroup: str | None = None
+    """The directory of the child's own cgroup, which it entered before it ran, or None."""
 
 
 async def spawn(
@@ -57,6 +62,7 @@ async def spawn(
     keeper: Keeper | None = None,
     start_new_session: bool = True,
     inherit_stderr: bool = False,
+    cgroup_parent: str | None = None,
 ) -> Child:
     """Start the child in a new session with its pipes or terminal.
 
@@ -65,7 +71,12 @@ async def spawn(
     ``inherit_stderr`` a non-tty child writes its stderr to this process's descriptor 2
     instead of a pipe (so the session has no stderr output). A terminal gets its size (``window``, else 24x80) before the child is forked, so the
     child never sees another one. With a ``keeper``, the worker thread starts it if
-    needed before the spawn and registers the child's group right after it.
+    needed before the spawn and registers the child's group (and cgroup) right after it.
+
+    With ``cgroup_parent`` the child gets a new cgroup under that directory, and enters it
+    between fork and exec (it writes ``0`` into the cgroup's ``cgroup.procs``, opened by
+    the parent): nothing it runs, nothing it forks, ever runs outside it. That step runs as
+    a ``preexec_fn``, like the terminal's: one ``write`` on a descriptor, no lock taken.
 
     **Cancellation:** spawning runs to completion in a worker thread; the caller owns the
     child as soon as this returns.
@@ -76,6 +87,7 @@ async def spawn(
     preexec: Callable[[], None] | None = None
     stdin_w: int | None = None
     master: int | None = None
+    cgroup: list[str] = []
     try:
         if tty:
             rows, cols = window or (_pty.DEFAULT_ROWS, _pty.DEFAULT_COLS)
@@ -112,28 +124,45 @@ async def spawn(
         def popen() -> subprocess.Popen[bytes]:
             if keeper is not None:
                 keeper.start()
-            child = subprocess.Popen(
-                command,
-                executable=None if arg0 is None else args[0],
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                cwd=cwd,
-                env=env,
-                start_new_session=start_new_session,
-                preexec_fn=preexec,
-            )
+            before_exec = preexec
+            procs = -1
+            if cgroup_parent is not None:
+                cgroup.append(create_cgroup(cgroup_parent))
+                procs = os.open(os.path.join(cgroup[0], "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+                before_exec = partial(_enter_cgroup, procs, preexec)
+            try:
+                child = subprocess.Popen(
+                    command,
+                    executable=None if arg0 is None else args[0],
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=start_new_session,
+                    preexec_fn=before_exec,
+                )
+            finally:
+                if procs >= 0:
+                    os.close(procs)
             if keeper is not None:
-                keeper.register(child.pid)
+                keeper.register(child.pid, cgroup[0] if cgroup else None)
             return child
 
-        child = await trio.to_thread.run_sync(popen)
+        try:
+            child = await trio.to_thread.run_sync(popen)
+        except subprocess.SubprocessError:  # only a failed preexec_fn raises it
+            if not cgroup:
+                raise
+            raise SpawnError(None, f"the child could not enter its cgroup {cgroup[0]}") from None
     except OSError as exc:
+        _remove_new_cgroup(cgroup)
         for fd in parent_fds:
             os.close(fd)
         filename = exc.filename if exc.filename is not None else args[0]
         raise SpawnError(exc.errno, exc.strerror or str(exc), os.fsdecode(filename)) from None
     except BaseException:
+        _remove_new_cgroup(cgroup)
         for fd in parent_fds:
             os.close(fd)
         raise
@@ -150,4 +179,21 @@ async def spawn(
         stdin=None if stdin_w is None else trio.lowlevel.FdStream(stdin_w),
         master=master,
         own_group=start_new_session,
+        cgroup=cgroup[0] if cgroup else None,
     )
+
+
+def _enter_cgroup(procs: int, then: Callable[[], None] | None) -> None:
+    """In the child, between fork and exec: move into the cgroup (``0`` is the writer)."""
+    os.write(procs, b"0")
+    if then is not None:
+        then()
+
+
+def _remove_new_cgroup(cgroup: list[str]) -> None:
+    """Remove the cgroup made for a child that did not start (it holds no process)."""
+    if cgroup:
+        try:
+            remove_cgroup(cgroup[0])
+        except OSError:  # pragma: no cover - an empty cgroup of ours can be removed
+            pass
