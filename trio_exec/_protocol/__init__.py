@@ -64,6 +64,8 @@ Modules, each importing only those above it
   (what both roles share: request ids and matching, CLOSED and ERROR).
 * ``connection``: :class:`ClientConnection`, :class:`ServerConnection` (the handshake and
   admission of each role).
+* ``output``: the hot path of ``process/output`` (:func:`encode_output_notification`) and
+  the binary frames of extension ``binaryOutput``.
 * ``framing``: :class:`LineDecoder`, on the one line splitter of ``trio_exec._lines``
   (imports nothing else of the package).
 
@@ -169,6 +171,12 @@ from .messages import (
     WriteParams,
     WriteResult,
 )
+from .output import (
+    BINARY_OUTPUT_SEPARATOR,
+    decode_binary_output,
+    encode_binary_output,
+    encode_output_notification,
+)
 from .rpc import (
     Answered,
     ConnectionEvent,
@@ -191,6 +199,7 @@ from .uris import (
 )
 
 __all__ = [
+    "BINARY_OUTPUT_SEPARATOR",
     "DEFAULT_MAX_LINE_BYTES",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
@@ -274,12 +283,15 @@ __all__ = [
     "WindowSize",
     "WriteParams",
     "WriteResult",
+    "decode_binary_output",
     "decode_message",
     "decode_notification",
     "decode_params",
     "decode_result",
+    "encode_binary_output",
     "encode_line",
     "encode_message",
+    "encode_output_notification",
     "file_uri_to_path",
     "make_error_response",
     "make_notification",
