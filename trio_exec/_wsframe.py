@@ -37,14 +37,18 @@ def _frame_header(opcode: int, length: int) -> bytes:
 
 def _writable_directly(websocket: trio_websocket.WebSocketConnection) -> bool:
     """Whether a frame may be written past wsproto: a server's connection, open, with no
-    websocket extension (whose frames would need its processing)."""
-    connection = getattr(websocket._wsproto, "connection", None)
+    websocket extension (whose frames would need its processing). A trio-websocket or
+    wsproto whose internals differ from those known here gets False: its own send path."""
+    connection = getattr(getattr(websocket, "_wsproto", None), "connection", None)
+    extensions = getattr(getattr(connection, "_proto", None), "extensions", None)
     return (
         not websocket.is_client
         and websocket.closed is None
         and connection is not None
         and connection.state is wsproto.connection.ConnectionState.OPEN
-        and not connection._proto.extensions
+        and extensions == []
+        and hasattr(websocket, "_stream_lock")
+        and hasattr(websocket, "_stream")
     )
 
 

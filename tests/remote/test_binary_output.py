@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+import trio_websocket
 import wsproto.frame_protocol
 from trio_websocket import WebSocketConnection, open_websocket_url
 
@@ -18,7 +20,13 @@ import trio_exec as tx
 from trio_exec._protocol import ClientConnection, Extension, decode_binary_output
 from trio_exec._remote import RemoteBackend, connect
 from trio_exec._server import serve_websocket
-from trio_exec._wsframe import OPCODE_BINARY, OPCODE_TEXT, _frame_header
+from trio_exec._wsframe import (
+    OPCODE_BINARY,
+    OPCODE_TEXT,
+    _frame_header,
+    _writable_directly,
+    write_frame,
+)
 
 TIMEOUT = 30
 PATTERN = bytes(range(256)) * 1200  # every byte value, NUL included; several chunks
@@ -132,3 +140,32 @@ def test_frames_written_directly_are_wsprotos(size: int, opcode: int) -> None:
     proto = wsproto.frame_protocol.FrameProtocol(client=False, extensions=[])
     expected = proto.send_data(payload.decode() if opcode == OPCODE_TEXT else payload)
     assert _frame_header(opcode, size) + payload == bytes(expected)
+
+
+async def test_a_server_connection_writes_frames_directly(nursery: trio.Nursery) -> None:
+    """The direct path is taken on a server's connection (not silently left to wsproto),
+    its frames arrive whole, and a client's connection, or a closed one, is left alone."""
+    received: list[str | bytes] = []
+    handled = trio.Event()
+
+    async def handler(request: trio_websocket.WebSocketRequest) -> None:
+        server_side = await request.accept()
+        assert _writable_directly(server_side)
+        assert await write_frame(server_side, OPCODE_TEXT, "é{}".encode())
+        assert await write_frame(server_side, OPCODE_BINARY, b"\x00" * 70_000)
+        received.append(await server_side.get_message())  # wait for the client's close
+        handled.set()
+
+    with trio.fail_after(TIMEOUT):
+        server = await nursery.start(
+            partial(trio_websocket.serve_websocket, handler, "127.0.0.1", 0, ssl_context=None)
+        )
+        port = server.port
+        async with open_websocket_url(f"ws://127.0.0.1:{port}") as client_side:
+            assert not _writable_directly(client_side)
+            assert not await write_frame(client_side, OPCODE_TEXT, b"x")
+            assert await client_side.get_message() == "é{}"
+            assert await client_side.get_message() == b"\x00" * 70_000
+            await client_side.send_message("bye")
+        await handled.wait()
+    assert received == ["bye"]
