@@ -56,8 +56,19 @@ DISCONNECTED: Final = "exec-server transport disconnected"
 
 _R = TypeVar("_R")
 
-_Outgoing = tuple[str, Callable[[], None] | None]
-"""An encoded message, with what to call once the transport took it."""
+
+class _Binary:
+    """A binary frame in the outbox."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+_Outgoing = tuple[str | bytes | _Binary, Callable[[], None] | None]
+"""An encoded message (text, or its UTF-8 bytes), or a binary frame, with what to call once
+the transport took it."""
 
 
 class _PendingCall:
@@ -185,6 +196,25 @@ class RpcPeer:
             # cancelled with it); nothing can be sent any more.
             await trio.lowlevel.checkpoint()
 
+    async def send_encoded(
+        self, data: bytes, on_sent: Callable[[], None] | None = None, *, binary: bool = False
+    ) -> None:
+        """As :meth:`send`, for a message encoded already: its UTF-8 JSON text or, with
+        ``binary``, a binary frame (only on a transport that
+        :attr:`~trio_exec._transport.MessageTransport.carries_binary`).
+
+        **Cancellation:** nothing was queued.
+        """
+        try:
+            await self._outbox.send((_Binary(data) if binary else data, on_sent))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await trio.lowlevel.checkpoint()  # the connection is ending, as in send()
+
+    @property
+    def carries_binary(self) -> bool:
+        """Whether the transport carries binary frames (a websocket)."""
+        return self._transport.carries_binary
+
     def notify(self, params: NotificationParams) -> None:
         """Queue a notification (see ``outbox_messages``).
 
@@ -264,8 +294,14 @@ class RpcPeer:
     async def _write_loop(self) -> None:
         try:
             async with self._outbox_receive:
-                async for text, on_sent in self._outbox_receive:
-                    await self._transport.send(text)
+                async for message, on_sent in self._outbox_receive:
+                    if type(message) is str:
+                        await self._transport.send(message)
+                    elif type(message) is bytes:
+                        await self._transport.send_encoded(message)
+                    else:
+                        assert isinstance(message, _Binary)
+                        await self._transport.send_binary(message.data)
                     if on_sent is not None:
                         on_sent()
         except ConnectionLost as exc:

@@ -107,6 +107,33 @@ class MessageTransport(abc.ABC):
         stream may be left mid-message, so the caller should close the transport.
         """
 
+    carries_binary: bool = False
+    """Whether :meth:`send_binary` works: binary frames, told apart from text ones (a
+    websocket)."""
+
+    async def send_encoded(self, text: bytes) -> None:
+        """Send one message given as its UTF-8 text: what ``send(text.decode())`` sends,
+        without the round trip through ``str`` where the transport can skip it.
+
+        Raises:
+            ConnectionLost: the transport is closed or broken.
+
+        **Cancellation:** as :meth:`send`.
+        """
+        await self.send(text.decode())
+
+    async def send_binary(self, data: bytes) -> None:
+        """Send one binary frame (only where :attr:`carries_binary`).
+
+        Raises:
+            ConnectionLost: the transport is closed or broken.
+            NotImplementedError: the transport has no binary frames.
+
+        **Cancellation:** as :meth:`send`.
+        """
+        await trio.lowlevel.checkpoint()
+        raise NotImplementedError(f"{type(self).__name__} has no binary frames")
+
     @abc.abstractmethod
     async def receive(self) -> str | bytes:
         """Receive the next message.
@@ -138,7 +165,10 @@ class MessageTransport(abc.ABC):
 
 
 class WebSocketTransport(MessageTransport):
-    """A transport over a trio-websocket connection; text frames out, text or binary in."""
+    """A transport over a trio-websocket connection; text frames out (binary ones for
+    :meth:`send_binary`), text or binary in (``str`` or ``bytes``)."""
+
+    carries_binary = True
 
     def __init__(self, websocket: trio_websocket.WebSocketConnection) -> None:
         self.websocket: Final = websocket
@@ -146,7 +176,20 @@ class WebSocketTransport(MessageTransport):
         self._send_lock = trio.Lock()
 
     async def send(self, message: str) -> None:
-        """See :meth:`MessageTransport.send`."""
+        """See :meth:`MessageTransport.send`: a text frame."""
+        await self._send_message(message)
+
+    async def send_encoded(self, text: bytes) -> None:
+        """See :meth:`MessageTransport.send_encoded`: a text frame (``text`` is the
+        pure-ASCII JSON of the codec, so decoding it is a copy)."""
+        await self._send_message(text.decode("ascii"))
+
+    async def send_binary(self, data: bytes) -> None:
+        """See :meth:`MessageTransport.send_binary`."""
+        await self._send_message(data)
+
+    async def _send_message(self, message: str | bytes) -> None:
+        # trio-websocket frames the message: a str as a text frame, bytes as binary.
         async with self._send_lock:
             try:
                 await self.websocket.send_message(message)
@@ -226,11 +269,15 @@ class StreamTransport(MessageTransport):
 
     async def send(self, message: str) -> None:
         """See :meth:`MessageTransport.send`. The message must not contain a newline."""
-        if "\n" in message:
+        await self.send_encoded(message.encode())
+
+    async def send_encoded(self, text: bytes) -> None:
+        """See :meth:`MessageTransport.send_encoded`. The text must not contain a newline."""
+        if b"\n" in text:
             raise ValueError("an NDJSON message must not contain a newline")
         async with self._send_lock:
             try:
-                await self._send_stream.send_all(message.encode() + b"\n")
+                await self._send_stream.send_all(text + b"\n")
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ConnectionLost(f"the stream was closed: {_why(exc)}") from None
 

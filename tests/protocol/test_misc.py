@@ -129,6 +129,7 @@ def test_extension_names() -> None:
         "list",
         "resume",
         "windowSize",
+        "binaryOutput",
     ]
 
 

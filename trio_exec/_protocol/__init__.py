@@ -70,6 +70,8 @@ Modules, each importing only those above it
 * ``ordering``: :class:`EventOrder`, one process's ``seq`` order and the splice of a
   catch-up read after a resume; :class:`Ordered`, what it releases, with a
   :class:`ProtocolViolation` or :class:`HistoryLost` when a rule broke.
+* ``output``: the hot path of ``process/output`` (:func:`encode_output_notification`) and
+  the binary frames of extension ``binaryOutput``.
 * ``framing``: :class:`LineDecoder`, on the one line splitter of ``trio_exec._lines``
   (imports nothing else of the package).
 
@@ -184,6 +186,12 @@ from .ordering import (
     OrderFailure,
     ProtocolViolation,
 )
+from .output import (
+    BINARY_OUTPUT_SEPARATOR,
+    decode_binary_output,
+    encode_binary_output,
+    encode_output_notification,
+)
 from .rpc import (
     Answered,
     ConnectionEvent,
@@ -206,6 +214,7 @@ from .uris import (
 )
 
 __all__ = [
+    "BINARY_OUTPUT_SEPARATOR",
     "DEFAULT_MAX_LINE_BYTES",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
@@ -296,12 +305,15 @@ __all__ = [
     "WindowSize",
     "WriteParams",
     "WriteResult",
+    "decode_binary_output",
     "decode_message",
     "decode_notification",
     "decode_params",
     "decode_result",
+    "encode_binary_output",
     "encode_line",
     "encode_message",
+    "encode_output_notification",
     "file_uri_to_path",
     "make_error_response",
     "make_notification",

@@ -29,6 +29,7 @@ from .messages import (
     _NOTIFICATIONS,
     InitializedNotification,
     NotificationParams,
+    OutputNotification,
     RequestParams,
     RequestResult,
 )
@@ -239,7 +240,8 @@ def decode_result(method: str, raw_result: object) -> RequestResult:
 
 
 def decode_notification(notification: Notification) -> NotificationParams:
-    """Type a notification. The params of ``initialized`` are ignored.
+    """Type a notification. The params of ``initialized`` are ignored; those of a binary
+    output frame are typed already (see :func:`~trio_exec._protocol.decode_binary_output`).
 
     Raises:
         RpcDecodeError: :data:`METHOD_NOT_FOUND` for an unknown method (a client ignores
@@ -253,6 +255,8 @@ def decode_notification(notification: Notification) -> NotificationParams:
         )
     if cls is InitializedNotification:
         return InitializedNotification()
+    if type(notification.params) is OutputNotification:
+        return notification.params
     return _structure(notification.params, cls, INVALID_PARAMS)
 
 

@@ -95,6 +95,10 @@ class Extension(enum.StrEnum):
     WINDOW_SIZE = "windowSize"
     """``process/start`` takes ``windowSize {rows, cols}``: a terminal child starts at that
     size instead of 24x80."""
+    BINARY_OUTPUT = "binaryOutput"
+    """Over a websocket, when the client lists it in ``initialize {extensions}`` too:
+    ``process/output`` comes as binary frames, a JSON header then the raw bytes (see
+    :func:`~trio_exec._protocol.encode_binary_output`), instead of base64 in JSON text."""
 
 
 class ProcessSignal(enum.Enum):

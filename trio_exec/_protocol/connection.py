@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from typing import Final, final
 
+import attrs
+
 from .._errors import ProtocolError
 from .codec import decode_params, make_error_response, make_response
-from .codes import INVALID_REQUEST, METHOD_NOT_FOUND, UNKNOWN_REQUEST_ID
+from .codes import INVALID_REQUEST, METHOD_NOT_FOUND, UNKNOWN_REQUEST_ID, Extension
 from .envelope import (
     ErrorResponse,
     Message,
@@ -35,8 +37,10 @@ from .messages import (
     InitializeParams,
     InitializeResult,
     NotificationParams,
+    OutputNotification,
     RequestParams,
 )
+from .output import decode_binary_output
 from .rpc import (
     ConnectionEvent,
     ConnectionState,
@@ -68,11 +72,20 @@ class ClientConnection(RpcEndpoint):
     back to NEW), and :meth:`send_notification` of :class:`InitializedNotification` to
     READY. Notifications from the server are passed on in every open state (the server's
     live notifications may follow its initialize result before ``initialized`` is sent).
+
+    Args:
+        offer_binary_output: the transport carries binary frames (a websocket):
+            ``initialize`` lists :attr:`Extension.BINARY_OUTPUT` in its ``extensions``, and
+            if the server's result lists it too, :attr:`binary_output` is set from then on.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, offer_binary_output: bool = False) -> None:
         super().__init__()
         self._initialize_id: int | None = None
+        self._offer_binary_output = offer_binary_output
+        self.binary_output = False
+        """Whether extension ``binaryOutput`` was agreed: every binary frame is then a
+        ``process/output`` (:func:`~trio_exec._protocol.decode_binary_output`)."""
 
     def send_request(self, params: RequestParams) -> Request:
         """Allocate an id, record the request as pending and return it (to be sent).
@@ -87,6 +100,8 @@ class ClientConnection(RpcEndpoint):
         self._check_open()
         if self._state is not _State.NEW:
             raise ProtocolError(f"cannot send initialize in state {self._state.name}")
+        if self._offer_binary_output and params.extensions is None:
+            params = attrs.evolve(params, extensions=(Extension.BINARY_OUTPUT.value,))
         request = self._request(params)
         assert type(request.id) is int
         self._initialize_id = request.id
@@ -107,6 +122,13 @@ class ClientConnection(RpcEndpoint):
                 raise ProtocolError(f"cannot send initialized in state {self._state.name}")
             self._state = _State.READY
         return notification
+
+    def _decode(self, frame: str | bytes) -> Message:
+        if self.binary_output and type(frame) is bytes:
+            return Notification(
+                method=OutputNotification.METHOD, params=decode_binary_output(frame)
+            )
+        return super()._decode(frame)
 
     def _receive_malformed(self, exc: RpcDecodeError) -> ConnectionEvent:
         raise self._error(f"malformed message from the server: {exc.message}")
@@ -132,6 +154,9 @@ class ClientConnection(RpcEndpoint):
                     else:
                         succeeded = isinstance(reply.result, InitializeResult)
                     self._state = _State.INITIALIZED if succeeded else _State.NEW
+                    self.binary_output = (
+                        succeeded and self._offer_binary_output and _lists_binary_output(message)
+                    )
                 return answered
             case Notification():
                 return NotificationReceived(message)
@@ -145,6 +170,13 @@ class ClientConnection(RpcEndpoint):
                         f"trio-exec client does not implement `{message.method[:200]}`",
                     )
                 )
+
+
+def _lists_binary_output(message: Response | ErrorResponse) -> bool:
+    """Whether a successful initialize result lists extension ``binaryOutput``."""
+    result = message.result if isinstance(message, Response) else None
+    extensions = result.get("extensions") if isinstance(result, dict) else None
+    return isinstance(extensions, list) and Extension.BINARY_OUTPUT.value in extensions
 
 
 @final

@@ -8,7 +8,6 @@ renders a value that does not fit as a reference-like message with its JSON path
 
 from __future__ import annotations
 
-import base64
 import binascii
 import enum
 import json
@@ -18,6 +17,7 @@ from typing import Any, Final, TypeVar, cast, get_args, get_origin
 
 import attrs
 import cattrs
+import pybase64
 from cattrs.cols import homogenous_tuple_structure_factory, mapping_structure_factory
 from cattrs.errors import (
     AttributeValidationNote,
@@ -61,6 +61,7 @@ _RENAMES: Final[Mapping[tuple[type, str], str]] = {(Output, "data"): "chunk"}
 _OMITTED_WHEN_NONE: Final[frozenset[tuple[type, str]]] = frozenset(
     {
         (InitializeParams, "resume_session_id"),
+        (InitializeParams, "extensions"),
         (InitializeResult, "environment_info"),
         (EnvironmentInfo, "shell"),
         (EnvironmentInfo, "cwd"),
@@ -141,19 +142,45 @@ _NOT_BASE64: Final = re.compile(r"[^A-Za-z0-9+/=]")
 def _structure_bytes(value: object, _: object) -> bytes:
     if type(value) is not str:
         raise _WireError(f"invalid type: {_describe(value)}, expected a base64 string")
+    data = _canonical_base64(value)
+    if data is None:
+        raise _WireError(_base64_error(value))
+    return data
+
+
+def _canonical_base64(text: str) -> bytes | None:
+    """The bytes of standard, padded, canonical base64 ``text``, or None if it is not that.
+
+    Canonical: a whole number of quanta, the alphabet only, at most two padding symbols
+    and only at the end, and zero padding bits (``aGk=`` for ``b"hi"``, never ``aGl=``).
+    pybase64 validates and decodes in one SIMD pass (tens of GB/s, where binascii's strict
+    mode manages a few hundred MB/s); the checks around it are the ones it leaves out.
+    """
+    if len(text) % 4:
+        return None
+    try:
+        data = pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):  # ValueError: a character outside ASCII
+        return None
+    # Python's decoders accept non-zero padding bits ("aGl=" for b"hi"); the reference does not.
+    if text.endswith("="):
+        last = data[-1:] if text.endswith("==") else data[-2:]
+        if pybase64.b64encode(last) != text[-4:].encode("ascii"):
+            return None
+    return data
+
+
+def _base64_error(value: str) -> str:
+    """What is wrong with ``value``, which :func:`_canonical_base64` refused."""
     # Strict mode still accepts padding past a whole quantum ("1CBA=", "AAAA===="): canonical
     # base64 is a whole number of quanta, with at most two padding symbols.
     if len(value) % 4 or value.endswith("==="):
-        raise _WireError(_base64_problem(value))
+        return _base64_problem(value)
     try:
-        data = binascii.a2b_base64(value, strict_mode=True)  # validates in C
+        binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
-        raise _WireError(_base64_problem(value)) from None
-    # Python accepts non-zero padding bits ("aGl=" for b"hi"); the reference does not.
-    tail = value[-4:]
-    if tail and base64.b64encode(base64.b64decode(tail)) != tail.encode("ascii"):
-        raise _WireError(f"invalid base64: invalid last symbol {ord(tail.rstrip('=')[-1])}")
-    return data
+        return _base64_problem(value)
+    return f"invalid base64: invalid last symbol {ord(value.rstrip('=')[-1])}"
 
 
 def _base64_problem(value: str) -> str:
@@ -168,7 +195,7 @@ def _base64_problem(value: str) -> str:
 
 
 def _unstructure_bytes(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
+    return pybase64.b64encode(value).decode("ascii")
 
 
 def _is_enum(cls: object) -> bool:

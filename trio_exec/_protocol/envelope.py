@@ -47,7 +47,9 @@ class Notification:
     method: str
     """The method name, e.g. ``"process/output"``."""
     params: object = None
-    """The params as decoded JSON (None when absent); :func:`decode_notification` types them."""
+    """The params as decoded JSON (None when absent); :func:`decode_notification` types them.
+    A binary output frame (extension ``binaryOutput``) gives its typed
+    :class:`~trio_exec._protocol.OutputNotification` here."""
 
 
 @attrs.frozen(kw_only=True)

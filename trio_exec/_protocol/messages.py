@@ -74,6 +74,10 @@ class InitializeParams:
     """Free-form name of the client."""
     resume_session_id: str | None = None
     """The session to take back after a disconnect, or None for a new session."""
+    extensions: tuple[str, ...] | None = None
+    """The trio_exec extensions the client takes that change what the server sends (only
+    :attr:`Extension.BINARY_OUTPUT <trio_exec._protocol.Extension.BINARY_OUTPUT>`); left out
+    when None. The reference ignores the field."""
 
 
 @attrs.frozen(kw_only=True)

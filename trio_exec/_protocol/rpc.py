@@ -231,10 +231,14 @@ class RpcEndpoint:
         if self._state is ConnectionState.ERROR:
             raise ProtocolError(f"the connection is in state ERROR: {self._failure}")
         try:
-            message = decode_message(frame)
+            message = self._decode(frame)
         except RpcDecodeError as exc:
             return self._receive_malformed(exc)
         return self._receive_message(message)
+
+    def _decode(self, frame: str | bytes) -> Message:
+        """The message of one frame (a role may know frames of its own)."""
+        return decode_message(frame)
 
     def send_request(self, params: RequestParams) -> Request:
         """Allocate an id, record the request as pending and return it (to be sent).

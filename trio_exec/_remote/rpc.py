@@ -50,7 +50,7 @@ class _RpcClient(RpcPeer):
     ) -> None:
         super().__init__(
             transport,
-            ClientConnection(),
+            ClientConnection(offer_binary_output=transport.carries_binary),
             on_event=self._notified,
             on_failure=on_failure,
             max_in_flight=max_in_flight,

@@ -15,7 +15,7 @@ import trio
 import trio_websocket
 
 from .._errors import RemoteError
-from .._events import Closed, Event, Exited, Failed, Output
+from .._events import Closed, Exited, Failed, Output
 from .._log import EventSubscription
 from .._protocol import (
     INTERNAL_ERROR,
@@ -32,7 +32,6 @@ from .._protocol import (
     InitializeResult,
     Notification,
     NotificationParams,
-    OutputNotification,
     RequestId,
     RequestParams,
     RequestReceived,
@@ -40,6 +39,8 @@ from .._protocol import (
     StartParams,
     StartResult,
     WriteParams,
+    encode_binary_output,
+    encode_output_notification,
     make_error_response,
     make_notification,
     make_response,
@@ -95,8 +96,11 @@ END_OF_INPUT_REPLY_TIMEOUT: Final = 5.0
 trio-exec serve --listen stdio`` answers). A request still unanswered then (a long-poll)
 gets no answer; the answers given are sent, then the session ends."""
 
-SERVER_EXTENSIONS: Final = tuple(extension.value for extension in Extension)
-"""The extensions this server advertises in the ``initialize`` result: all of them."""
+SERVER_EXTENSIONS: Final = tuple(
+    extension.value for extension in Extension if extension is not Extension.BINARY_OUTPUT
+)
+"""The extensions this server advertises in the ``initialize`` result: all of them, and
+on a transport with binary frames (a websocket) :attr:`Extension.BINARY_OUTPUT` too."""
 
 _GOING_AWAY_REASON: Final = "the exec server is shutting down"
 _STDIO_PARSE_PREFIX: Final = "failed to parse JSON-RPC message from exec-server stdio"
@@ -155,6 +159,7 @@ class _Connection:
         self._forwarders = 0
         self._forwarders_changed = trio.lowlevel.ParkingLot()
         self._handled = trio.lowlevel.ParkingLot()
+        self._binary_output = False  # extension binaryOutput agreed at initialize
         self.ended = trio.Event()
         """Set once the connection ended and its transport was closed."""
 
@@ -305,9 +310,16 @@ class _Connection:
             _logger.info("session %s resumed", resume_id)
         session.attach(self)  # no checkpoint since the checks: no other connection raced us
         self.session = session
+        self._binary_output = self._peer.carries_binary and Extension.BINARY_OUTPUT.value in (
+            params.extensions or ()
+        )
         result = InitializeResult(
             session_id=session.session_id,
-            extensions=SERVER_EXTENSIONS,
+            extensions=(
+                (*SERVER_EXTENSIONS, Extension.BINARY_OUTPUT.value)
+                if self._peer.carries_binary
+                else SERVER_EXTENSIONS
+            ),
             environment_info=_environment_info(self._server.backend),
         )
         await self._peer.send(self._rules.accept_initialize(request_id, result))
@@ -386,22 +398,35 @@ class _Connection:
             async with events:
                 await entry.announced.wait()
                 async for event in events:
+                    if isinstance(event, Output):
+                        # The hot path: no model layer, no JSON encoder, no str.
+                        size = len(event.data)
+                        encode = (
+                            encode_binary_output
+                            if self._binary_output
+                            else encode_output_notification
+                        )
+                        data = encode(entry.process_id, event.seq, event.stream, event.data)
+                        await unsent.wait_for_room(size)
+                        unsent.bytes += size
+                        on_sent = partial(unsent.sent, event.seq, size)
+                        await self._peer.send_encoded(data, on_sent, binary=self._binary_output)
+                        continue
+                    assert isinstance(event, Exited | Closed | Failed)
                     notification = _notification(entry.process_id, event)
                     if notification is None:
                         break
-                    size = len(event.data) if isinstance(event, Output) else 0
-                    seq = event.seq if isinstance(event, Output | Exited | Closed) else 0
-                    await unsent.wait_for_room(size)
-                    unsent.bytes += size
-                    await self._peer.send(notification, partial(unsent.sent, seq, size))
+                    seq = event.seq if isinstance(event, Exited | Closed) else 0
+                    await unsent.wait_for_room(0)
+                    await self._peer.send(notification, partial(unsent.sent, seq, 0))
         finally:
             unsent.pin.close()
 
 
-def _notification(process_id: str, event: Event) -> Notification | None:
+def _notification(process_id: str, event: Exited | Closed | Failed) -> Notification | None:
+    """The notification of an event other than output (:meth:`_Connection._forward` encodes
+    output itself), or None for the end of the subscription."""
     match event:
-        case Output():
-            return make_notification(OutputNotification.from_event(process_id, event))
         case Exited():
             return make_notification(ExitedNotification.from_event(process_id, event))
         case Closed():
