@@ -10,7 +10,7 @@ import struct
 import subprocess
 import sys
 import termios
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -39,6 +39,38 @@ async def run_cli(
             env=None if env is None else dict(env),
             cwd=cwd,
         )
+
+
+@asynccontextmanager
+async def open_server_printing_url(
+    argv: Sequence[str], env: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[trio.Process, str]]:
+    """Run a server that prints its URL on its first line of stdout; yield the process (its
+    stdout and stderr are pipes) and the URL; kill it and close its pipes on the way out."""
+    process = await trio.lowlevel.open_process(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=None if env is None else dict(env),
+    )
+    try:
+        assert process.stdout is not None
+        line = b""
+        with trio.fail_after(TIMEOUT):
+            while not line.endswith(b"\n"):
+                data = await process.stdout.receive_some(1)  # the rest stays in the pipe
+                assert data, f"the server printed no URL: end of file after {line!r}"
+                line += data
+        yield process, line.decode().strip()
+    finally:
+        with trio.CancelScope(shield=True):
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    await stream.aclose()
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess[bytes], status: int) -> str:

@@ -40,15 +40,15 @@ from typing import Final
 import attrs
 import pytest
 
+from ..helpers import LOG_TAIL, run
 from .commands import (
     COMMAND_TIMEOUT,
-    LOG_TAIL,
     bounded_by_steps,
     cache_root,
     command_path,
     digest,
     ensure_commands,
-    run,
+    succeeds,
 )
 from .container import Container, run_container
 from .images import VENV, ensure_base, ensure_project, ensure_rootfs
@@ -113,14 +113,7 @@ class Engine:
 
 
 def _daemon_answers(docker: Sequence[str]) -> bool:
-    probe = subprocess.run(
-        [*docker, "version", "--format", "{{.Server.Version}}"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-    return probe.returncode == 0
+    return succeeds([*docker, "version", "--format", "{{.Server.Version}}"])
 
 
 def _tail(path: Path) -> str:
