@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ __all__ = [
     "reference_binary",
     "reference_url",
     "run",
+    "stop_process",
 ]
 
 LOG_TAIL: Final = 4000
@@ -80,6 +82,24 @@ def run(
             f"{completed.stdout.strip()[-LOG_TAIL:]}\n{completed.stderr.strip()[-LOG_TAIL:]}"
         )
     return completed.stdout
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], grace: float, *, kill_group: bool = False
+) -> None:
+    """SIGTERM ``process`` by its PID; SIGKILL it (with ``kill_group``, its whole process
+    group: it must lead one) if it has not ended after ``grace`` seconds; reap it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            if not kill_group:
+                process.kill()
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @contextlib.contextmanager

@@ -64,13 +64,19 @@ async def open_server_printing_url(
                 line += data
         yield process, line.decode().strip()
     finally:
-        with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
-            await process.wait()
-            for stream in (process.stdout, process.stderr):
-                if stream is not None:
-                    await stream.aclose()
+        await reap(process)
+
+
+async def reap(process: trio.Process) -> None:
+    """Kill ``process`` if it still runs, wait for it and close its pipes; shielded, for the
+    way out of a test."""
+    with trio.CancelScope(shield=True):
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                await stream.aclose()
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess[bytes], status: int) -> str:
@@ -145,10 +151,7 @@ async def cli_in_terminal(args: list[str], rows: int, cols: int) -> AsyncIterato
         try:
             yield Terminal(master, process)
         finally:
-            with trio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
+            await reap(process)
     finally:
         if slave >= 0:
             os.close(slave)

@@ -27,7 +27,7 @@ from trio_exec.testing import check_event_stream
 from trio_exec.testing.reference import ensure_reference
 
 from ..conformance.helpers import TIMEOUT, group_alive
-from .helpers import CLI, open_server_printing_url
+from .helpers import CLI, open_server_printing_url, reap
 
 STOP_BOUND: Final = 2.0
 """Seconds from SIGTERM within which every client process must have ended."""
@@ -172,13 +172,7 @@ async def test_sigterm_ends_a_stdio_session_with_final_messages_then_end_of_file
         with trio.fail_after(TIMEOUT):
             assert await process.wait() == 0
     finally:
-        with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
-            await process.wait()
-            for stream in (process.stdin, process.stdout):
-                if stream is not None:
-                    await stream.aclose()
+        await reap(process)
 
 
 @pytest.mark.reference

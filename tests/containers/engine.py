@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -40,7 +38,7 @@ from typing import Final
 import attrs
 import pytest
 
-from ..helpers import LOG_TAIL, run
+from ..helpers import LOG_TAIL, run, stop_process
 from .commands import (
     COMMAND_TIMEOUT,
     bounded_by_steps,
@@ -123,19 +121,6 @@ def _tail(path: Path) -> str:
         return f"(no log: {exc})"
 
 
-def _stop_daemon(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the daemon by its PID, SIGKILL its group after :data:`DAEMON_STOP_TIMEOUT`."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(DAEMON_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            # The daemon leads its own group (start_new_session): its containerd goes too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
 @contextlib.contextmanager
 def _data_root(cache: Path, name: str) -> Iterator[Path]:
     """The cached data root ``cache/name``, or a temporary one when another session holds
@@ -204,7 +189,8 @@ def run_dockerd(data_root: Path) -> Iterator[tuple[tuple[str, ...], subprocess.P
                 time.sleep(0.1)
             yield docker, process, log
         finally:
-            _stop_daemon(process)
+            # The daemon leads its own group (start_new_session): its containerd goes too.
+            stop_process(process, DAEMON_STOP_TIMEOUT, kill_group=True)
     finally:
         shutil.rmtree(exec_root, ignore_errors=True)
 

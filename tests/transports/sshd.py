@@ -17,7 +17,6 @@ import contextlib
 import getpass
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -29,7 +28,7 @@ from typing import Final
 import attrs
 import pytest
 
-from ..helpers import APT_LOCK, apt_get_install, locked, run
+from ..helpers import APT_LOCK, apt_get_install, locked, run, stop_process
 
 __all__ = [
     "INSTALL_TIMEOUT",
@@ -151,16 +150,6 @@ def _wait_accepting(process: subprocess.Popen[bytes], port: int, log: Path) -> N
             time.sleep(0.05)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    process.wait()
-
-
 @contextlib.contextmanager
 def run_sshd() -> Iterator[SshServer]:
     """Run a throwaway sshd on 127.0.0.1 and yield how to reach it; see the module docstring."""
@@ -229,6 +218,6 @@ def run_sshd() -> Iterator[SshServer]:
                 pytest.fail(f"{exc}\nsshd log:\n{log.read_text()}")
             yield SshServer(argv=argv, port=port, log=log, setup_seconds=time.monotonic() - started)
         finally:
-            _stop(process)
+            stop_process(process, STOP_TIMEOUT)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
