@@ -44,10 +44,10 @@ _ENV: Final = {
 }
 
 
-def import_seconds(code: str) -> float:
-    """Seconds ``code`` takes in a fresh interpreter."""
-    done = subprocess.run(
-        [sys.executable, "-c", _TIMED.format(code=code)],
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a fresh interpreter with ``args`` in the project root; its output captured."""
+    return subprocess.run(
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         check=True,
@@ -55,20 +55,16 @@ def import_seconds(code: str) -> float:
         env=_ENV,
         timeout=IMPORT_TIMEOUT,
     )
-    return float(done.stdout)
+
+
+def import_seconds(code: str) -> float:
+    """Seconds ``code`` takes in a fresh interpreter."""
+    return float(_python("-c", _TIMED.format(code=code)).stdout)
 
 
 def self_times(module: str) -> dict[str, int]:
     """Microseconds of self time of every module ``import module`` loads (-X importtime)."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env=_ENV,
-        timeout=IMPORT_TIMEOUT,
-    )
+    done = _python("-X", "importtime", "-c", f"import {module}")
     times = {}
     for line in done.stderr.splitlines():
         fields = line.removeprefix("import time:").split("|")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import trio
@@ -11,18 +10,7 @@ import trio
 from trio_exec._server import serve_websocket
 from trio_exec.testing.reference import ensure_reference, open_reference_server
 
-
-@pytest.fixture(scope="session")
-def reference_binary() -> Path:
-    """The reference ``codex`` binary, installed with npm on first use (never skipped)."""
-    return ensure_reference()
-
-
-@pytest.fixture
-async def reference_url(reference_binary: Path) -> AsyncIterator[str]:
-    """A fresh reference server (``codex exec-server`` 0.169) for one test."""
-    async with open_reference_server(reference_binary) as url:
-        yield url
+from ..helpers import reference_binary, reference_url  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

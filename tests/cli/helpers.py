@@ -10,7 +10,7 @@ import struct
 import subprocess
 import sys
 import termios
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -39,6 +39,44 @@ async def run_cli(
             env=None if env is None else dict(env),
             cwd=cwd,
         )
+
+
+@asynccontextmanager
+async def open_server_printing_url(
+    argv: Sequence[str], env: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[trio.Process, str]]:
+    """Run a server that prints its URL on its first line of stdout; yield the process (its
+    stdout and stderr are pipes) and the URL; kill it and close its pipes on the way out."""
+    process = await trio.lowlevel.open_process(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=None if env is None else dict(env),
+    )
+    try:
+        assert process.stdout is not None
+        line = b""
+        with trio.fail_after(TIMEOUT):
+            while not line.endswith(b"\n"):
+                data = await process.stdout.receive_some(1)  # the rest stays in the pipe
+                assert data, f"the server printed no URL: end of file after {line!r}"
+                line += data
+        yield process, line.decode().strip()
+    finally:
+        await reap(process)
+
+
+async def reap(process: trio.Process) -> None:
+    """Kill ``process`` if it still runs, wait for it and close its pipes; shielded, for the
+    way out of a test."""
+    with trio.CancelScope(shield=True):
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                await stream.aclose()
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess[bytes], status: int) -> str:
@@ -113,10 +151,7 @@ async def cli_in_terminal(args: list[str], rows: int, cols: int) -> AsyncIterato
         try:
             yield Terminal(master, process)
         finally:
-            with trio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
+            await reap(process)
     finally:
         if slave >= 0:
             os.close(slave)

@@ -14,7 +14,7 @@ import trio
 from trio_exec._cli.status import EXIT_CONNECTION, EXIT_STDOUT_CLOSED, EXIT_USAGE
 
 from ..conformance.helpers import TIMEOUT
-from .helpers import CLI, assert_one_line_error, run_cli
+from .helpers import CLI, assert_one_line_error, reap, run_cli
 
 
 @pytest.mark.parametrize(
@@ -73,10 +73,7 @@ async def test_stdout_closed_by_its_reader_ends_quietly(where: list[str]) -> Non
                 stderr += chunk
             status = await process.wait()
         finally:
-            with trio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
+            await reap(process)
     assert status == EXIT_STDOUT_CLOSED
     # The reference cannot close stdin (it says so once); nothing else is said.
     assert stderr in (b"", NO_CLOSE_STDIN), stderr

@@ -12,7 +12,7 @@ import subprocess
 import trio
 
 from ..conformance.helpers import TIMEOUT
-from .helpers import CLI, cli_in_terminal, run_cli, set_size
+from .helpers import CLI, cli_in_terminal, reap, run_cli, set_size
 from .test_errors import NO_CLOSE_STDIN
 
 
@@ -55,12 +55,7 @@ async def _sleep_until_signalled(reference_url: str, signum: int) -> tuple[int, 
                 stderr += chunk
             return await process.wait(), stderr
         finally:
-            with trio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
-                if process.stderr is not None:
-                    await process.stderr.aclose()
+            await reap(process)
 
 
 async def test_end_of_stdin_that_cannot_be_sent_is_said_once(reference_url: str) -> None:

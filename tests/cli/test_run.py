@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import trio
@@ -14,15 +13,7 @@ import trio
 from trio_exec.testing.reference import open_server_process
 
 from ..conformance.helpers import TIMEOUT
-
-CLI = [sys.executable, "-m", "trio_exec"]
-
-
-async def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    with trio.fail_after(TIMEOUT):
-        return await trio.run_process(
-            [*CLI, *args], stdin=stdin, capture_stdout=True, capture_stderr=True, check=False
-        )
+from .helpers import CLI, reap, run_cli
 
 
 async def test_streams_go_to_their_places_and_status_is_the_childs() -> None:
@@ -85,12 +76,7 @@ async def test_ctrl_c_is_forwarded_to_the_child() -> None:
             assert await proc.wait() == 7
     finally:
         # A failure must not leave the CLI behind (its keeper then ends the child too).
-        with trio.CancelScope(shield=True):
-            if proc.returncode is None:
-                proc.kill()
-            await proc.wait()
-            if proc.stdout is not None:
-                await proc.stdout.aclose()
+        await reap(proc)
     assert output == b"ready\ngot-int\n"
 
 

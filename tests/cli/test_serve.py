@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -28,8 +27,7 @@ from trio_exec.testing import check_event_stream
 from trio_exec.testing.reference import ensure_reference
 
 from ..conformance.helpers import TIMEOUT, group_alive
-
-CLI: Final = [sys.executable, "-m", "trio_exec"]
+from .helpers import CLI, open_server_printing_url, reap
 
 STOP_BOUND: Final = 2.0
 """Seconds from SIGTERM within which every client process must have ended."""
@@ -48,44 +46,17 @@ class _Server:
             self.stderr += data
 
 
-async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
-    line = b""
-    while not line.endswith(b"\n"):
-        data = await stream.receive_some(1)
-        assert data, f"end of file after {line!r}"
-        line += data
-    return line
-
-
 @asynccontextmanager
 async def _open_ws_server(
     argv: Sequence[str], env: dict[str, str] | None = None
 ) -> AsyncIterator[tuple[_Server, str]]:
     """Run a server that prints its URL first; yield it and the URL; kill it on the way out."""
-    process = await trio.lowlevel.open_process(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    server = _Server(process)
-    try:
+    async with open_server_printing_url(argv, env) as (process, url):
+        server = _Server(process)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.drain_stderr)
-            assert process.stdout is not None
-            with trio.fail_after(TIMEOUT):
-                url = (await _read_line(process.stdout)).decode().strip()
             yield server, url
             nursery.cancel_scope.cancel()
-    finally:
-        with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
-            await process.wait()
-            for stream in (process.stdout, process.stderr):
-                if stream is not None:
-                    await stream.aclose()
 
 
 async def _first_line(proc: tx.ExecProcess, events: trio.abc.ReceiveChannel[tx.Event]) -> bytes:
@@ -201,13 +172,7 @@ async def test_sigterm_ends_a_stdio_session_with_final_messages_then_end_of_file
         with trio.fail_after(TIMEOUT):
             assert await process.wait() == 0
     finally:
-        with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
-            await process.wait()
-            for stream in (process.stdin, process.stdout):
-                if stream is not None:
-                    await stream.aclose()
+        await reap(process)
 
 
 @pytest.mark.reference

@@ -4,7 +4,6 @@ are logged on stderr; and a stdio server answers what it read before it ends on 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +15,7 @@ import trio_exec as tx
 from trio_exec._transport import open_websocket_transport
 
 from ..conformance.helpers import TIMEOUT
-from .helpers import CLI, run_cli
+from .helpers import CLI, open_server_printing_url, run_cli
 
 TOKEN = "the-token"
 
@@ -40,29 +39,8 @@ class _LoggingServer:
 
 @asynccontextmanager
 async def _serve(*args: str) -> AsyncIterator[_LoggingServer]:
-    process = await trio.lowlevel.open_process(
-        [*CLI, "serve", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        line = b""
-        with trio.fail_after(TIMEOUT):
-            while not line.endswith(b"\n"):
-                chunk = await process.stdout.receive_some(1)
-                assert chunk, "the server printed no URL"
-                line += chunk
-        yield _LoggingServer(process, line.decode().strip())
-    finally:
-        with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
-            await process.wait()
-            for stream in (process.stdout, process.stderr):
-                if stream is not None:
-                    await stream.aclose()
+    async with open_server_printing_url([*CLI, "serve", *args]) as (process, url):
+        yield _LoggingServer(process, url)
 
 
 async def test_connections_refusals_and_sessions_are_logged(tmp_path: Path) -> None:

@@ -5,14 +5,13 @@ the suite's throwaway sshd."""
 from __future__ import annotations
 
 import shlex
-import socket
 
 import pytest
 
 from trio_exec._cli.status import EXIT_CONNECTION, EXIT_NOT_FOUND
 
 from ..transports.helpers import STDIO_SERVER
-from ..transports.sshd import SshServer
+from ..transports.sshd import SshServer, closed_port_argv
 from .helpers import assert_one_line_error, run_cli
 
 SERVER: str = shlex.join(STDIO_SERVER)
@@ -47,11 +46,7 @@ async def test_a_command_that_is_no_server_is_a_connection_problem() -> None:
 
 async def test_ssh_connection_refused_is_255(ssh_server: SshServer) -> None:
     """ssh says why on stderr itself (its stderr is ours), then we say so once."""
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    argv = list(ssh_server.argv)
-    argv[argv.index("-p") + 1] = str(port)
+    argv = closed_port_argv(ssh_server)
     done = await run_cli("run", "--via", shlex.join(argv), "--server-command", SERVER, "--", "true")
     assert done.returncode == EXIT_CONNECTION
     lines = done.stderr.decode().splitlines()

@@ -26,8 +26,8 @@ import pytest
 import trio
 
 from trio_exec._protocol import path_to_file_uri
-from trio_exec.testing.reference import ensure_reference, open_reference_server, open_server_process
 
+from ..helpers import open_exec_server
 from .helpers import (
     ENVIRONMENT_ID,
     MCP_SERVER,
@@ -41,7 +41,6 @@ from .helpers import (
 
 pytestmark = pytest.mark.reference
 
-OUR_SERVER: Final = (sys.executable, "-m", "trio_exec", "serve", "--listen", "ws://127.0.0.1:0")
 
 FLOW_TIMEOUT: Final = 60.0
 """Seconds the whole flow may take; it takes 2 to 4 s (codex starts the MCP server twice)."""
@@ -142,11 +141,7 @@ async def exec_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
     """The URL of an exec server whose working directory is ``tmp_path / "project"``."""
     project = tmp_path / "project"
     (project / ".git").mkdir(parents=True)
-    if request.param == "ours":
-        server = open_server_process(OUR_SERVER, cwd=project)
-    else:
-        server = open_reference_server(ensure_reference(), cwd=project)
-    async with server as url:
+    async with open_exec_server(request.param, project) as url:
         yield url
 
 

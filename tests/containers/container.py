@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
 import attrs
 
-from .commands import COMMAND_TIMEOUT, run
+from ..helpers import run
+from .commands import COMMAND_TIMEOUT, succeeds
 
 __all__ = ["Container", "ContainerProcess", "run_container"]
 
@@ -140,9 +140,4 @@ def run_container(
     try:
         yield Container(engine=tuple(engine), name=name)
     finally:
-        subprocess.run(
-            [*engine, "rm", "--force", name],
-            capture_output=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
+        succeeds([*engine, "rm", "--force", name])

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -40,15 +38,15 @@ from typing import Final
 import attrs
 import pytest
 
+from ..helpers import LOG_TAIL, run, stop_process
 from .commands import (
     COMMAND_TIMEOUT,
-    LOG_TAIL,
     bounded_by_steps,
     cache_root,
     command_path,
     digest,
     ensure_commands,
-    run,
+    succeeds,
 )
 from .container import Container, run_container
 from .images import VENV, ensure_base, ensure_project, ensure_rootfs
@@ -113,14 +111,7 @@ class Engine:
 
 
 def _daemon_answers(docker: Sequence[str]) -> bool:
-    probe = subprocess.run(
-        [*docker, "version", "--format", "{{.Server.Version}}"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-    return probe.returncode == 0
+    return succeeds([*docker, "version", "--format", "{{.Server.Version}}"])
 
 
 def _tail(path: Path) -> str:
@@ -128,19 +119,6 @@ def _tail(path: Path) -> str:
         return path.read_text(errors="replace")[-LOG_TAIL:]
     except OSError as exc:
         return f"(no log: {exc})"
-
-
-def _stop_daemon(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the daemon by its PID, SIGKILL its group after :data:`DAEMON_STOP_TIMEOUT`."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(DAEMON_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            # The daemon leads its own group (start_new_session): its containerd goes too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 @contextlib.contextmanager
@@ -211,7 +189,8 @@ def run_dockerd(data_root: Path) -> Iterator[tuple[tuple[str, ...], subprocess.P
                 time.sleep(0.1)
             yield docker, process, log
         finally:
-            _stop_daemon(process)
+            # The daemon leads its own group (start_new_session): its containerd goes too.
+            stop_process(process, DAEMON_STOP_TIMEOUT, kill_group=True)
     finally:
         shutil.rmtree(exec_root, ignore_errors=True)
 

@@ -6,14 +6,14 @@ import importlib.metadata
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from .commands import COMMAND_TIMEOUT, command_path, digest, locked, run
+from ..helpers import locked, run
+from .commands import COMMAND_TIMEOUT, command_path, digest, succeeds
 
 __all__ = [
     "CHILD_PACKAGES",
@@ -101,14 +101,7 @@ def ensure_rootfs(cache: Path) -> tuple[Path, bool]:
 
 
 def _image_exists(docker: Sequence[str], tag: str) -> bool:
-    inspect = subprocess.run(
-        [*docker, "image", "inspect", "--format", "{{.Id}}", tag],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-    return inspect.returncode == 0
+    return succeeds([*docker, "image", "inspect", "--format", "{{.Id}}", tag])
 
 
 def ensure_base(docker: Sequence[str], tarball: Path) -> tuple[str, bool]:
@@ -237,12 +230,7 @@ def ensure_project(
             IMAGE_TIMEOUT,
         )
     finally:
-        subprocess.run(
-            [*docker, "rm", "-f", builder],
-            capture_output=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
+        succeeds([*docker, "rm", "--force", builder])
     _remove_other_tags(docker, _PROJECT_NAME, keep=tag)
     return tag, True
 
@@ -256,6 +244,4 @@ def _remove_other_tags(docker: Sequence[str], name: str, keep: str) -> None:
     )
     stale = [tag for tag in listed.split() if tag != keep]
     if stale:
-        subprocess.run(
-            [*docker, "rmi", *stale], capture_output=True, timeout=COMMAND_TIMEOUT, check=False
-        )
+        succeeds([*docker, "rmi", *stale])

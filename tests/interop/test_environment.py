@@ -14,7 +14,6 @@ Both servers run side by side, in the same temporary directory with the same env
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -25,14 +24,14 @@ import pytest
 import trio
 
 from trio_exec._protocol import path_to_file_uri
-from trio_exec.testing.reference import ensure_reference, open_reference_server, open_server_process
+from trio_exec.testing.reference import open_reference_server, open_server_process
 
+from ..helpers import OUR_SERVER
 from .scenarios import STEP_TIMEOUT, RawDriver, open_driver
 
 pytestmark = pytest.mark.reference
 
 MARKER: Final = "TRIO_EXEC_TEST_SERVER_SIDE"
-OUR_SERVER: Final = (sys.executable, "-m", "trio_exec", "serve", "--listen", "ws://127.0.0.1:0")
 
 SERVER_ENV: Final = {
     MARKER: "server",
@@ -59,11 +58,6 @@ class Servers:
     reference: str
     ours: str
     cwd: Path
-
-
-@pytest.fixture(scope="module")
-def reference_binary() -> Path:
-    return ensure_reference()
 
 
 @pytest.fixture

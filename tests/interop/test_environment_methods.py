@@ -9,7 +9,6 @@ messages where they are the OS's, shapes) it pins to what the reference answered
 from __future__ import annotations
 
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -18,13 +17,12 @@ import pytest
 import trio
 
 from trio_exec._protocol import path_to_file_uri
-from trio_exec.testing.reference import ensure_reference, open_reference_server, open_server_process
 
+from ..helpers import open_exec_server
 from .scenarios import STEP_TIMEOUT, RawDriver, open_driver
 
 pytestmark = pytest.mark.reference
 
-OUR_SERVER: Final = (sys.executable, "-m", "trio_exec", "serve", "--listen", "ws://127.0.0.1:0")
 INVALID_REQUEST: Final = -32600
 INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
@@ -34,11 +32,7 @@ NOT_FOUND: Final = -32004
 @pytest.fixture(params=["ours", "reference"])
 async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """An exec server running in ``tmp_path``."""
-    if request.param == "ours":
-        server = open_server_process(OUR_SERVER, cwd=tmp_path)
-    else:
-        server = open_reference_server(ensure_reference(), cwd=tmp_path)
-    async with server as server_url:
+    async with open_exec_server(request.param, tmp_path) as server_url:
         yield server_url
 
 

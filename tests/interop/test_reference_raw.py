@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,23 +57,6 @@ from .scenarios import (
     run_scenario,
     summarize_events,
 )
-
-# --------------------------------------------------------------------------------------------
-# Fixtures
-
-
-@pytest.fixture(scope="session")
-def reference_binary() -> Path:
-    """The reference ``codex`` binary, installed with npm on first use."""
-    return ensure_reference()
-
-
-@pytest.fixture
-async def reference_url(reference_binary: Path) -> AsyncIterator[str]:
-    """A fresh reference server for one test."""
-    async with open_reference_server(reference_binary) as url:
-        yield url
-
 
 # --------------------------------------------------------------------------------------------
 # Expected transcripts: the reference's behaviour, as documented and observed.

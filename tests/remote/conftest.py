@@ -8,23 +8,14 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_exec.testing.reference import ensure_reference, open_reference_server
+from trio_exec.testing.reference import open_reference_server
+
+from ..helpers import reference_binary, reference_url
+
+__all__ = ["SERVER_KINDS", "reference_binary", "reference_url", "server_url"]
 
 SERVER_KINDS = ["reference", "trio_exec"]
 """The servers that tests taking ``server_url`` run against."""
-
-
-@pytest.fixture(scope="session")
-def reference_binary() -> Path:
-    """The reference ``codex`` binary, installed with npm on first use (never skipped)."""
-    return ensure_reference()
-
-
-@pytest.fixture
-async def reference_url(reference_binary: Path) -> AsyncIterator[str]:
-    """A fresh reference server (``codex exec-server`` 0.169) for one test."""
-    async with open_reference_server(reference_binary) as url:
-        yield url
 
 
 @pytest.fixture(params=SERVER_KINDS)

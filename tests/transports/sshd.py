@@ -14,11 +14,9 @@ and ``/run/sshd`` (the privilege separation directory sshd insists on).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -30,7 +28,16 @@ from typing import Final
 import attrs
 import pytest
 
-__all__ = ["INSTALL_TIMEOUT", "SSHD", "STARTUP_TIMEOUT", "SshServer", "run_sshd"]
+from ..helpers import APT_LOCK, apt_get_install, locked, run, stop_process
+
+__all__ = [
+    "INSTALL_TIMEOUT",
+    "SSHD",
+    "STARTUP_TIMEOUT",
+    "SshServer",
+    "closed_port_argv",
+    "run_sshd",
+]
 
 SSHD: Final = "/usr/sbin/sshd"
 """The server binary (sshd must be started by its absolute path: it re-executes itself)."""
@@ -45,7 +52,6 @@ STOP_TIMEOUT: Final = 5.0
 """Seconds between SIGTERM and SIGKILL of sshd at the end of the session."""
 
 _PACKAGES: Final = ("openssh-server", "openssh-client")
-_INSTALL_LOCK: Final = Path(tempfile.gettempdir()) / "trio-exec-openssh-install.lock"
 
 
 @attrs.frozen(kw_only=True)
@@ -70,33 +76,6 @@ def _openssh_present() -> bool:
     )
 
 
-def _run(argv: list[str], what: str, timeout: float, env: dict[str, str] | None = None) -> str:
-    """Run ``argv``; fail the test with its output if it fails or takes too long."""
-    try:
-        completed = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        output = (exc.stdout or b"") + (exc.stderr or b"")
-        text = output.decode("utf-8", "replace") if isinstance(output, bytes) else output
-        pytest.fail(f"{what}: `{' '.join(argv)}` took more than {timeout:.0f} s:\n{text}")
-    except OSError as exc:
-        pytest.fail(f"{what}: cannot run `{' '.join(argv)}`: {exc}")
-    if completed.returncode != 0:
-        pytest.fail(
-            f"{what}: `{' '.join(argv)}` exited with code {completed.returncode}:\n"
-            f"{completed.stdout.strip()}\n{completed.stderr.strip()}"
-        )
-    return completed.stdout
-
-
 def ensure_openssh() -> None:
     """Install the OpenSSH server and client with apt-get if ``sshd`` is missing.
 
@@ -105,46 +84,13 @@ def ensure_openssh() -> None:
     """
     if _openssh_present():
         return
-    with _INSTALL_LOCK.open("a+b") as lock:
-        deadline = time.monotonic() + INSTALL_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"waited {INSTALL_TIMEOUT:.0f} s for the lock {_INSTALL_LOCK}")
-                time.sleep(0.2)
-        try:
-            if _openssh_present():  # another test process installed it meanwhile
-                return
-            if shutil.which("apt-get") is None:
-                pytest.fail(f"sshd is missing ({SSHD}) and there is no apt-get to install it")
-            if os.geteuid() != 0:
-                pytest.fail(
-                    f"sshd is missing ({SSHD}); installing {', '.join(_PACKAGES)} needs root"
-                )
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            lock_wait = f"DPkg::Lock::Timeout={int(INSTALL_TIMEOUT)}"
-            _run(["apt-get", "-o", lock_wait, "update"], "apt-get update", INSTALL_TIMEOUT, env)
-            _run(
-                [
-                    "apt-get",
-                    "-o",
-                    lock_wait,
-                    "install",
-                    "-y",
-                    "--no-install-recommends",
-                    *_PACKAGES,
-                ],
-                "installing OpenSSH",
-                INSTALL_TIMEOUT,
-                env,
-            )
-            if not _openssh_present():
-                pytest.fail(f"apt-get installed {', '.join(_PACKAGES)}, but {SSHD} is missing")
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    with locked(APT_LOCK, INSTALL_TIMEOUT):
+        if _openssh_present():  # another test process installed it meanwhile
+            return
+        missing = f"sshd is missing ({SSHD})"
+        apt_get_install(_PACKAGES, missing, INSTALL_TIMEOUT, recommends=False)
+        if not _openssh_present():
+            pytest.fail(f"apt-get installed {', '.join(_PACKAGES)}, but {SSHD} is missing")
 
 
 def _free_port() -> int:
@@ -152,6 +98,14 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def closed_port_argv(server: SshServer) -> list[str]:
+    """The ``ssh`` prefix of ``server`` with its port replaced by a loopback port nobody
+    listens on: a login through it is refused."""
+    argv = list(server.argv)
+    argv[argv.index("-p") + 1] = str(_free_port())
+    return argv
 
 
 def _config(directory: Path, port: int) -> str:
@@ -196,16 +150,6 @@ def _wait_accepting(process: subprocess.Popen[bytes], port: int, log: Path) -> N
             time.sleep(0.05)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    process.wait()
-
-
 @contextlib.contextmanager
 def run_sshd() -> Iterator[SshServer]:
     """Run a throwaway sshd on 127.0.0.1 and yield how to reach it; see the module docstring."""
@@ -214,7 +158,7 @@ def run_sshd() -> Iterator[SshServer]:
     directory = Path(tempfile.mkdtemp(prefix="trio-exec-sshd-"))
     try:
         for name in ("host_key", "user_key"):
-            _run(
+            run(
                 [
                     "ssh-keygen",
                     "-q",
@@ -269,11 +213,11 @@ def run_sshd() -> Iterator[SshServer]:
                 f"{getpass.getuser()}@127.0.0.1",
             ]
             try:
-                _run([*argv, "true"], "the first ssh login", STARTUP_TIMEOUT)
+                run([*argv, "true"], "the first ssh login", STARTUP_TIMEOUT)
             except pytest.fail.Exception as exc:
                 pytest.fail(f"{exc}\nsshd log:\n{log.read_text()}")
             yield SshServer(argv=argv, port=port, log=log, setup_seconds=time.monotonic() - started)
         finally:
-            _stop(process)
+            stop_process(process, STOP_TIMEOUT)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

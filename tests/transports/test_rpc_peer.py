@@ -3,9 +3,11 @@ server peer talk to each other over an in-memory transport."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Final
 
+import attrs
 import pytest
 import trio
 
@@ -88,6 +90,29 @@ def client_peer(
     return peer, rules
 
 
+@attrs.frozen
+class RunningClient:
+    """What :func:`running_client` yields."""
+
+    peer: RpcPeer
+    rules: ClientConnection
+    failures: list[str]
+    """What the peer's ``on_failure`` was called with."""
+    server_end: MemoryTransport
+    """The other end of the client's transport, which the test drives."""
+
+
+@asynccontextmanager
+async def running_client() -> AsyncIterator[RunningClient]:
+    """A client peer running (in a nursery of the block) over an in-memory transport."""
+    client_end, server_end = memory_transport_pair()
+    failures: list[str] = []
+    peer, rules = client_peer(client_end, failures)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(peer.run)
+        yield RunningClient(peer, rules, failures, server_end)
+
+
 async def test_a_client_peer_and_a_server_peer_talk() -> None:
     client_end, server_end = memory_transport_pair()
     server = Server(server_end)
@@ -118,12 +143,9 @@ async def test_a_client_peer_and_a_server_peer_talk() -> None:
 
 
 async def test_a_protocol_error_fails_the_calls_and_closes_the_transport() -> None:
-    client_end, server_end = memory_transport_pair()
-    failures: list[str] = []
-    client, rules = client_peer(client_end, failures)
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(client.run)
+        async with running_client() as running:
+            client, server_end = running.peer, running.server_end
             call = await client.start_call(InitializeParams(client_name="tests"))
             assert client.in_flight == 1
             await server_end.receive()  # the initialize request
@@ -133,24 +155,20 @@ async def test_a_protocol_error_fails_the_calls_and_closes_the_transport() -> No
             # The client closed its transport: the other end sees it.
             with pytest.raises(ConnectionLost):
                 await server_end.receive()
-    assert state_of(rules) is ConnectionState.ERROR
+    assert state_of(running.rules) is ConnectionState.ERROR
     assert client.in_flight == 0
-    assert len(failures) == 1
-    assert failures[0].startswith(f"{DISCONNECTED}: protocol error: malformed message")
+    assert len(running.failures) == 1
+    assert running.failures[0].startswith(f"{DISCONNECTED}: protocol error: malformed message")
     assert not client.resumable
 
 
 async def test_a_lost_transport_is_resumable() -> None:
-    client_end, server_end = memory_transport_pair()
-    failures: list[str] = []
-    client, _ = client_peer(client_end, failures)
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(client.run)
-            await server_end.aclose()
-    assert client.resumable
-    assert not client.server_shut_down
-    assert failures == [f"{DISCONNECTED}: the peer closed the memory transport"]
+        async with running_client() as running:
+            await running.server_end.aclose()
+    assert running.peer.resumable
+    assert not running.peer.server_shut_down
+    assert running.failures == [f"{DISCONNECTED}: the peer closed the memory transport"]
 
 
 async def test_a_peer_without_slots_sends_no_requests() -> None:

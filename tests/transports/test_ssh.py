@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from contextlib import AsyncExitStack
 
 import pytest
@@ -13,7 +12,7 @@ from trio_exec._command import connect_command
 
 from ..conformance.helpers import TIMEOUT, group_alive
 from .helpers import GROUP_AND_SERVER, first_line_numbers, pid_alive, ssh_argv
-from .sshd import SshServer
+from .sshd import SshServer, closed_port_argv
 
 
 async def test_ssh_smoke(ssh_server: SshServer) -> None:
@@ -34,11 +33,7 @@ async def test_ssh_smoke(ssh_server: SshServer) -> None:
 
 
 async def test_ssh_connection_refused(ssh_server: SshServer) -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    argv = list(ssh_server.argv)
-    argv[argv.index("-p") + 1] = str(port)
+    argv = closed_port_argv(ssh_server)
     with trio.fail_after(TIMEOUT), pytest.raises(tx.ConnectionLost) as caught:
         async with connect_command(ssh_argv(argv), stderr=lambda data: None):
             pytest.fail("connected to a closed port")

@@ -50,12 +50,14 @@ from .._util import open_service_nursery
 __all__ = [
     "CACHE_ENV_VAR",
     "INSTALL_TIMEOUT",
+    "LOCK_POLL_INTERVAL",
     "REFERENCE_PACKAGE",
     "REFERENCE_VERSION",
     "SHUTDOWN_GRACE",
     "STARTUP_TIMEOUT",
     "default_cache_dir",
     "ensure_reference",
+    "file_lock",
     "open_reference_server",
     "open_server_process",
 ]
@@ -127,8 +129,22 @@ def _find_binary(prefix: Path) -> Path | None:
     return None
 
 
+LOCK_POLL_INTERVAL = 0.2
+"""Seconds :func:`file_lock` sleeps between two attempts at a lock another process holds."""
+
+
 @contextlib.contextmanager
-def _file_lock(path: Path, timeout: float) -> Iterator[None]:
+def file_lock(path: Path, timeout: float) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on the file ``path`` for the ``with`` block.
+
+    The file and its parent directories are created if missing; the file is left in place.
+    Every process (or thread) that locks the same path waits for the holder: this is how
+    concurrent test processes share one install. A synchronous, blocking context manager
+    for setup code, never for a Trio task that should stay responsive.
+
+    Raises:
+        RuntimeError: the lock was not free within ``timeout`` seconds.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+b") as lock_file:
         deadline = time.monotonic() + timeout
@@ -138,9 +154,9 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise RuntimeError(
-                        f"timed out after {timeout:.0f} s waiting for the install lock {path}"
+                        f"timed out after {timeout:.0f} s waiting for the lock {path}"
                     ) from None
-                time.sleep(0.2)
+                time.sleep(LOCK_POLL_INTERVAL)
             else:
                 break
         try:
@@ -181,7 +197,7 @@ def ensure_reference(cache_dir: Path | None = None) -> Path:
     if found is not None:
         return found
 
-    with _file_lock(root / f"codex-{REFERENCE_VERSION}.lock", INSTALL_TIMEOUT):
+    with file_lock(root / f"codex-{REFERENCE_VERSION}.lock", INSTALL_TIMEOUT):
         found = installed()  # another process may have finished while we waited
         if found is not None:
             return found
