@@ -12,14 +12,19 @@ kind in :data:`BACKEND_KINDS`:
   session-scoped ``ssh_server`` fixture, which installs OpenSSH if it is missing);
 * ``relay``: our client against an exec server whose backend is itself a
   :class:`~trio_exec.RemoteBackend` connected to our websocket server (one hop, see
-  tests/relay/helpers.py), so the server adapts any backend, not a local one alone.
+  tests/relay/helpers.py), so the server adapts any backend, not a local one alone;
+* ``kubectl``, only when :data:`~tests.cluster.CLUSTER_ENV_VAR` is set (``nox -s
+  cluster``): ``trio-exec serve --listen stdio`` in a pod of a one-node Kubernetes cluster,
+  through ``kubectl exec -i`` (the session-scoped ``kubectl_pod`` fixture; see
+  tests/cluster/node.py).
 
-The server runs on this machine in every case, so the tests can still look at process
-groups with ``ps``. The hypothesis property tests use ``kind`` (tests/property) instead.
+The server runs on this machine in every case (the pod shares its PID namespace and the
+paths the tests use), so the tests can still look at process groups with ``ps``. The hypothesis property tests use ``kind`` (tests/property) instead.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -32,11 +37,23 @@ from trio_exec._command import connect_command
 from trio_exec.testing.pytest_plugin import BACKEND_KINDS as PLUGIN_BACKEND_KINDS
 from trio_exec.testing.pytest_plugin import open_backend
 
+from .cluster import CLUSTER_ENV_VAR
+from .cluster.node import Cluster
+from .cluster.session import cluster_for
 from .relay.helpers import open_relay
 from .transports.helpers import STDIO_SERVER, ssh_argv
 from .transports.sshd import SshServer, run_sshd
 
-BACKEND_KINDS: Final = (*PLUGIN_BACKEND_KINDS, "remote-stdio", "remote-ssh", "relay")
+CLUSTER_KINDS: Final = ("kubectl",) if os.environ.get(CLUSTER_ENV_VAR) else ()
+"""The kinds of ``backend`` that need the one-node cluster (none outside ``nox -s cluster``)."""
+
+BACKEND_KINDS: Final = (
+    *PLUGIN_BACKEND_KINDS,
+    "remote-stdio",
+    "remote-ssh",
+    "relay",
+    *CLUSTER_KINDS,
+)
 """The parameters of ``backend``."""
 
 BackendOpener = Callable[[], AbstractAsyncContextManager[tx.ExecBackend]]
@@ -61,6 +78,13 @@ def ssh_server() -> Iterator[SshServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def kubectl_pod(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The one-node cluster's pod (see tests/cluster/node.py), for the session."""
+    with cluster_for(request.config) as cluster:
+        yield cluster
+
+
 @pytest.fixture(params=BACKEND_KINDS)
 def backend_opener(request: pytest.FixtureRequest) -> BackendOpener:
     """How to open the backend of this parameter (sync, so it may ask for ``ssh_server``
@@ -72,6 +96,9 @@ def backend_opener(request: pytest.FixtureRequest) -> BackendOpener:
         return lambda: connect_command(STDIO_SERVER)
     if kind == "relay":
         return open_relay
+    if kind == "kubectl":
+        pod: Cluster = request.getfixturevalue("kubectl_pod")
+        return lambda: connect_command(pod.server_argv())
     assert kind == "remote-ssh", kind
     server: SshServer = request.getfixturevalue("ssh_server")
     return lambda: connect_command(ssh_argv(server.argv))

@@ -34,6 +34,8 @@ import trio_exec as tx
 from trio_exec._stream import LineReader, ProcessStream
 
 from ..checkpoints import BLOCK, CheckpointRecorder, check_all
+from ..cluster.node import Cluster
+from ..conftest import CLUSTER_KINDS
 from ..transports.helpers import STDIO_SERVER, ssh_argv
 from ..transports.sshd import SshServer
 from .helpers import TIMEOUT
@@ -53,7 +55,7 @@ STATES: Final = ("running", "running-tty", "exited", "closed", "left")
 """The states of :func:`test_process_methods_checkpoint` on every backend (``failed``
 has a test of its own on the remote backends)."""
 
-REMOTE_KINDS: Final = ("remote", "remote-stdio", "remote-ssh")
+REMOTE_KINDS: Final = ("remote", "remote-stdio", "remote-ssh", *CLUSTER_KINDS)
 
 MAX_EVENTS: Final = 1000
 """Bound on the events a subscription check receives before it stops."""
@@ -120,6 +122,9 @@ def breakable_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Breakabl
     if kind == "remote-ssh":
         server: SshServer = request.getfixturevalue("ssh_server")
         server_argv = ssh_argv(server.argv)
+    if kind == "kubectl":
+        pod: Cluster = request.getfixturevalue("kubectl_pod")
+        server_argv = pod.server_argv()
     pid_file = tmp_path / "command.pid"
     # The shell writes its pid, then becomes the command: that pid is the command's.
     argv = ["sh", "-c", 'echo $$ > "$0"; exec "$@"', str(pid_file), *server_argv]
