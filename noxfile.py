@@ -112,8 +112,9 @@ def cluster(session: nox.Session) -> None:
     session.run(
         "pytest",
         "tests/conformance",
+        "tests/cluster",
         "-k",
-        "kubectl",
+        "kubectl or cluster",
         "-p",
         "no:cacheprovider",
         *session.posargs,
