@@ -115,7 +115,12 @@ class Cluster:
         return self.exec_argv("trio-exec", "serve", "--listen", "stdio", *options)
 
 
-def _run(argv: Sequence[str | os.PathLike[str]], *, stdin: bytes | None = None) -> str:
+def _run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    stdin: bytes | None = None,
+    timeout: float = COMMAND_TIMEOUT,
+) -> str:
     shown = " ".join(str(arg) for arg in argv)
     try:
         completed = subprocess.run(
@@ -123,11 +128,11 @@ def _run(argv: Sequence[str | os.PathLike[str]], *, stdin: bytes | None = None) 
             input=stdin,
             stdin=None if stdin is not None else subprocess.DEVNULL,
             capture_output=True,
-            timeout=COMMAND_TIMEOUT,
+            timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"`{shown}` took more than {COMMAND_TIMEOUT:.0f} s") from exc
+        raise BuildError(f"`{shown}` took more than {timeout:.0f} s") from exc
     if completed.returncode != 0:
         raise BuildError(
             f"`{shown}` exited with code {completed.returncode}:\n"
@@ -248,7 +253,8 @@ def _host_paths(checkout: Path) -> list[tuple[Path, bool]]:
     """The host paths bound into the pod at the same path, each with whether it is
     read-only: ``/usr`` (and any of ``/bin``, ``/lib``… not merged into it), this
     interpreter's installation and environment, the checkout's files (not its hidden
-    directories, whose caches hold dockerd's data root), and the temporary directory."""
+    directories, whose caches hold dockerd's data root); writable: the temporary directory
+    and the cgroup2 hierarchy."""
     wanted = [Path("/usr"), Path(sys.prefix), Path(sys.base_prefix)]
     wanted += [Path("/") / name for name in _MERGED_USR]
     wanted += [entry for entry in checkout.iterdir() if not entry.name.startswith(".")]
@@ -260,7 +266,23 @@ def _host_paths(checkout: Path) -> list[tuple[Path, bool]]:
     for path in real:
         if not any(path.is_relative_to(outer) for outer in read_only):
             read_only.append(path)
-    return [(path, True) for path in read_only] + [(Path(tempfile.gettempdir()).resolve(), False)]
+    writable = [Path(tempfile.gettempdir()).resolve(), *_cgroup2_mounts()]
+    return [(path, True) for path in read_only] + [(path, False) for path in writable]
+
+
+def _cgroup2_mounts() -> list[Path]:
+    """Where this machine shows its cgroup2 hierarchy from its root. Bound writable into
+    the pod, it lets the server there give each session a cgroup, as root can here; the
+    container runtime's own view of it is read-only, and a privileged container, which
+    would make it writable, cannot start on this machine (runc: ``unable to apply caps:
+    operation not permitted``)."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, tail = line.partition(" - ")
+        parts = fields.split()
+        if tail.split()[:1] == ["cgroup2"] and len(parts) > 4 and parts[3] == "/":
+            found.append(Path(parts[4]))
+    return found
 
 
 def _pod_manifest(image: str, checkout: Path) -> dict[str, Any]:
@@ -530,7 +552,7 @@ def _start(
         f"--timeout={int(STARTUP_TIMEOUT)}s",
     ]
     try:
-        _run(ready)
+        _run(ready, timeout=STARTUP_TIMEOUT + COMMAND_TIMEOUT)
     except BuildError as exc:
         described = subprocess.run(
             [*kubectl, "describe", "pod", POD_NAME], capture_output=True, text=True, check=False
