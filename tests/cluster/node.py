@@ -16,8 +16,9 @@ block ends (SIGTERM, then SIGKILL of its group after :data:`STOP_TIMEOUT`), in r
    and nothing else, so that ``kubectl exec -i`` can run the server in it.
 
 The pod's image holds the pause program and a skeleton root; the host's ``/usr``, this
-interpreter's installation, the checkout (with the venv the tests run from) and ``/tmp``
-are hostPath volumes at the same paths, and the pod shares the host's PID namespace: a
+interpreter's installation, the checkout (with the venv the tests run from), ``/tmp`` and
+the cgroup2 hierarchy (writable, for the server's per-session cgroups) are hostPath volumes
+at the same paths, and the pod shares the host's PID namespace: a
 test's argv (``sys.executable``, a helper script, a ``tmp_path``) and its process checks
 (``ps``, ``/proc``, ``killpg``) mean inside what they mean here. What ``kubectl exec``
 runs there is the checkout's own ``trio-exec``.
