@@ -1,5 +1,5 @@
-"""Automation: ``nox -s lint typecheck docs tests`` is the whole check; ``bench`` and
-``demo`` too."""
+"""Automation: ``nox -s lint typecheck docs tests`` is the whole check; ``bench``, ``demo``
+and ``cluster`` too."""
 
 from __future__ import annotations
 
@@ -94,3 +94,29 @@ def demo(session: nox.Session) -> None:
     """The main job: a process run through an exec server embedded in the same program."""
     session.install("-e", ".")
     session.run("python", "examples/embedded_server.py")
+
+
+@nox.session
+def cluster(session: nox.Session) -> None:
+    """The conformance suite in a pod of a one-node Kubernetes cluster, through ``kubectl
+    exec -i POD -- trio-exec serve --listen stdio`` (root; not part of ``tests``).
+
+    ``kube-apiserver`` and ``kubelet`` are built from Debian's ``kubernetes`` source package
+    on first use (tests/cluster/build.py; cached in ``.cache/cluster``, or
+    ``$TRIO_EXEC_CLUSTER_CACHE``), then etcd, a private dockerd, the apiserver, the kubelet
+    and the pod are started for the run and stopped after it (tests/cluster/node.py).
+    Extra arguments go to pytest.
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "tests.cluster.build")
+    session.run(
+        "pytest",
+        "tests/conformance",
+        "tests/cluster",
+        "-k",
+        "kubectl or cluster",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"TRIO_EXEC_CLUSTER": "1"},
+    )

@@ -15,18 +15,24 @@ kind in :data:`BACKEND_KINDS`:
   tests/relay/helpers.py), so the server adapts any backend, not a local one alone;
 * ``docker``: ``trio-exec serve --listen stdio`` inside a container of a private Docker
   daemon, through ``docker exec -i`` (the session-scoped ``docker_container`` fixture, which
-  installs Docker and builds the image if needed; see :mod:`tests.containers.engine`).
+  installs Docker and builds the image if needed; see :mod:`tests.containers.engine`);
+* ``kubectl``, only when :data:`~tests.cluster.CLUSTER_ENV_VAR` is set (``nox -s
+  cluster``): ``trio-exec serve --listen stdio`` in a pod of a one-node Kubernetes cluster,
+  through ``kubectl exec -i`` (the session-scoped ``kubectl_pod`` fixture; see
+  tests/cluster/node.py).
 
-Except for ``docker``, the server runs on this machine, so the tests can look at process
-groups with ``ps``; a test that looks at the children's processes takes the ``processes``
-fixture, the process table of the side that runs them. So that the tests' argv and files
-mean the same in the container, it has the session's temporary directory and the checkout
-bound at the same paths, and this interpreter's path runs the image's Python. The
-hypothesis property tests use ``kind`` (tests/property) instead.
+Except for ``docker``, the server runs on this machine (the ``kubectl`` pod shares its PID
+namespace and the paths the tests use), so the tests can look at process groups with
+``ps``; a test that looks at the children's processes takes the ``processes`` fixture, the
+process table of the side that runs them. So that the tests' argv and files mean the same
+in the container, it has the session's temporary directory and the checkout bound at the
+same paths, and this interpreter's path runs the image's Python. The hypothesis property
+tests use ``kind`` (tests/property) instead.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -41,6 +47,9 @@ from trio_exec._command import connect_command
 from trio_exec.testing.pytest_plugin import BACKEND_KINDS as PLUGIN_BACKEND_KINDS
 from trio_exec.testing.pytest_plugin import open_backend
 
+from .cluster import CLUSTER_ENV_VAR
+from .cluster.node import Cluster
+from .cluster.session import cluster_for
 from .conformance.helpers import HOST_PROCESSES, ProcessTable
 from .containers.container import Container
 from .containers.engine import Engine, run_docker, run_host_like
@@ -50,6 +59,8 @@ from .transports.sshd import SshServer, run_sshd
 
 CONTAINER_KINDS: Final = ("docker",)
 """The kinds of ``backend`` whose children run in a container."""
+CLUSTER_KINDS: Final = ("kubectl",) if os.environ.get(CLUSTER_ENV_VAR) else ()
+"""The kinds of ``backend`` that need the one-node cluster (none outside ``nox -s cluster``)."""
 
 BACKEND_KINDS: Final = (
     *PLUGIN_BACKEND_KINDS,
@@ -57,6 +68,7 @@ BACKEND_KINDS: Final = (
     "remote-ssh",
     "relay",
     *CONTAINER_KINDS,
+    *CLUSTER_KINDS,
 )
 """The parameters of ``backend``."""
 
@@ -105,6 +117,13 @@ def docker_container(
         yield container
 
 
+@pytest.fixture(scope="session")
+def kubectl_pod(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The one-node cluster's pod (see tests/cluster/node.py), for the session."""
+    with cluster_for(request.config) as cluster:
+        yield cluster
+
+
 @pytest.fixture(params=BACKEND_KINDS)
 def backend_opener(request: pytest.FixtureRequest) -> BackendOpener:
     """How to open the backend of this parameter (sync, so it may ask for ``ssh_server``
@@ -119,6 +138,9 @@ def backend_opener(request: pytest.FixtureRequest) -> BackendOpener:
     if kind in CONTAINER_KINDS:
         container: Container = request.getfixturevalue(f"{kind}_container")
         return lambda: connect_command(container.server_argv())
+    if kind == "kubectl":
+        pod: Cluster = request.getfixturevalue("kubectl_pod")
+        return lambda: connect_command(pod.server_argv())
     assert kind == "remote-ssh", kind
     server: SshServer = request.getfixturevalue("ssh_server")
     return lambda: connect_command(ssh_argv(server.argv))

@@ -34,7 +34,8 @@ import trio_exec as tx
 from trio_exec._stream import LineReader, ProcessStream
 
 from ..checkpoints import BLOCK, CheckpointRecorder, check_all
-from ..conftest import CONTAINER_KINDS
+from ..cluster.node import Cluster
+from ..conftest import CLUSTER_KINDS, CONTAINER_KINDS
 from ..containers.container import Container
 from ..transports.helpers import STDIO_SERVER, ssh_argv
 from ..transports.sshd import SshServer
@@ -55,7 +56,7 @@ STATES: Final = ("running", "running-tty", "exited", "closed", "left")
 """The states of :func:`test_process_methods_checkpoint` on every backend (``failed``
 has a test of its own on the remote backends)."""
 
-REMOTE_KINDS: Final = ("remote", "remote-stdio", "remote-ssh", *CONTAINER_KINDS)
+REMOTE_KINDS: Final = ("remote", "remote-stdio", "remote-ssh", *CONTAINER_KINDS, *CLUSTER_KINDS)
 
 MAX_EVENTS: Final = 1000
 """Bound on the events a subscription check receives before it stops."""
@@ -115,6 +116,9 @@ def breakable_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Breakabl
     elif kind in CONTAINER_KINDS:
         container: Container = request.getfixturevalue(f"{kind}_container")
         server_argv = container.server_argv()
+    elif kind == "kubectl":
+        pod: Cluster = request.getfixturevalue("kubectl_pod")
+        server_argv = pod.server_argv()
     pid_file = tmp_path / "command.pid"
     # The shell writes its pid, then becomes the command: that pid is the command's.
     argv = ["sh", "-c", 'echo $$ > "$0"; exec "$@"', str(pid_file), *server_argv]

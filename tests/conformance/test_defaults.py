@@ -26,6 +26,7 @@ from trio_exec._command import connect_command
 from trio_exec.testing import check_event_stream
 from trio_exec.testing.reference import open_server_process
 
+from ..cluster.node import POD_ENV, Cluster
 from ..conftest import BACKEND_KINDS, CONTAINER_KINDS
 from ..containers.container import Container
 from ..containers.images import IMAGE_ENV, WORKDIR
@@ -113,6 +114,16 @@ async def side(
         options = ["-e", f"{SERVER_VAR}=server", "-e", f"{TOKEN_VAR}=kept"]
         async with connect_command(container.server_argv(options)) as backend:
             yield Side(kind=kind, backend=backend, cwd=WORKDIR, env=None)
+    elif kind == "kubectl":
+        # The pod's container has an environment of its own (the image's, the pod's, what
+        # kubectl exec adds): the test knows its directory and the variables set here.
+        pod: Cluster = request.getfixturevalue("kubectl_pod")
+        command = (
+            f"cd {shlex.quote(str(server_dir))} && exec env {SERVER_VAR}=server "
+            f"{TOKEN_VAR}=kept trio-exec serve --listen stdio"
+        )
+        async with connect_command(pod.exec_argv("sh", "-c", command)) as backend:
+            yield Side(kind=kind, backend=backend, cwd=where, env=None)
     else:
         assert kind == "remote-ssh", kind
         ssh: SshServer = request.getfixturevalue("ssh_server")
@@ -152,6 +163,8 @@ async def test_a_child_gets_the_running_sides_directory_and_environment(side: Si
         assert CLIENT_VAR not in env
     if side.kind in CONTAINER_KINDS:
         assert IMAGE_ENV.items() <= env.items()
+    if side.kind == "kubectl":
+        assert env.items() >= POD_ENV.items(), "not the pod's container environment"
     if side.env is not None:
         assert without_locale_coercion(env) == without_locale_coercion(side.env)
 
