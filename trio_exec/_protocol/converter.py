@@ -226,34 +226,35 @@ def _is_variadic_tuple(tp: object) -> bool:
     return get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
 
 
-def _tuple_structure_factory(
-    tp: Any, converter: cattrs.Converter
-) -> Callable[[object, object], object]:
-    inner = homogenous_tuple_structure_factory(tp, converter)
+def _strict_container_factory(
+    wire_type: type, expected: str, make_inner: Callable[[Any, cattrs.Converter], Any]
+) -> Callable[[Any, cattrs.Converter], Callable[[object, object], object]]:
+    """A structure hook factory that takes only a JSON ``wire_type`` (``list``, ``dict``)
+    before cattrs' own hook for the container: no other iterable or mapping passes."""
 
-    def structure(value: object, _: object) -> object:
-        if type(value) is not list:
-            raise _WireError(f"invalid type: {_describe(value)}, expected a sequence")
-        return inner(value, tp)
+    def factory(tp: Any, converter: cattrs.Converter) -> Callable[[object, object], object]:
+        inner = make_inner(tp, converter)
 
-    return structure
+        def structure(value: object, _: object) -> object:
+            if type(value) is not wire_type:
+                raise _WireError(f"invalid type: {_describe(value)}, expected {expected}")
+            return inner(value, tp)
+
+        return structure
+
+    return factory
+
+
+_tuple_structure_factory = _strict_container_factory(
+    list, "a sequence", homogenous_tuple_structure_factory
+)
 
 
 def _is_dict(tp: object) -> bool:
     return get_origin(tp) is dict
 
 
-def _dict_structure_factory(
-    tp: Any, converter: cattrs.Converter
-) -> Callable[[object, object], object]:
-    inner = mapping_structure_factory(tp, converter)
-
-    def structure(value: object, _: object) -> object:
-        if type(value) is not dict:
-            raise _WireError(f"invalid type: {_describe(value)}, expected a map")
-        return inner(value, tp)
-
-    return structure
+_dict_structure_factory = _strict_container_factory(dict, "a map", mapping_structure_factory)
 
 
 def _attrs_structure_factory(
