@@ -77,5 +77,5 @@ class StreamChunks:
 
     def bytes_from(self, seq: int) -> int:
         """Retained bytes of the chunks with a seq >= ``seq``."""
-        index = self.index_at(seq)
+        index = bisect.bisect_left(self.seqs, seq, lo=self.start)
         return self.appended - self.offsets[index] if index < len(self.chunks) else 0

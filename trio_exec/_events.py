@@ -23,6 +23,7 @@ __all__ = [
     "ProcessId",
     "ReadResult",
     "WriteStatus",
+    "new_output",
     "signal_name",
 ]
 
@@ -37,6 +38,11 @@ class OutputStream(enum.Enum):
     STDERR = "stderr"
     PTY = "pty"
     """Merged stdout and stderr of a child that runs on a pseudo-terminal."""
+
+    # Members are singletons compared by identity: hash them by identity too, in C, since
+    # the event log looks streams up in dicts and sets for every chunk (Enum's own
+    # ``__hash__`` is a Python function).
+    __hash__ = object.__hash__
 
 
 class WriteStatus(enum.Enum):
@@ -62,6 +68,25 @@ class Output:
     """The stream the bytes were read from."""
     data: bytes
     """The bytes, exactly as read; never empty."""
+
+
+_set_seq = Output.seq.__set__  # type: ignore[attr-defined]
+_set_stream = Output.stream.__set__  # type: ignore[attr-defined]
+_set_data = Output.data.__set__  # type: ignore[attr-defined]
+
+
+def new_output(seq: int, stream: OutputStream, data: bytes) -> Output:
+    """``Output(seq=seq, stream=stream, data=data)``, built in half the time.
+
+    For the local read loop, which builds one per chunk: it fills the slots directly
+    instead of going through the generated (frozen) ``__init__``. The arguments are
+    trusted, as they are there.
+    """
+    event = object.__new__(Output)
+    _set_seq(event, seq)
+    _set_stream(event, stream)
+    _set_data(event, data)
+    return event
 
 
 @attrs.frozen(kw_only=True)

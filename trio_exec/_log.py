@@ -60,6 +60,10 @@ history of its streams was evicted from under it (only the forced eviction above
 that), at the first seq from which its streams are whole again; so it never sees a hole
 in the middle of what it receives.
 
+Wake-ups. A producer held back checks again when a subscription that receives an event
+lags at most ``retain_bytes // 2`` then, unsubscribes, or the log ends: a run of chunks
+per wake-up, not one per event; as one that lags nothing wakes it, none waits for good.
+
 Cost. With n retained chunks, k ≤ 3 streams and s subscriptions, an append costs
 O(s·k·log n) (bisections in the per-stream lists; a lag is a difference of per-stream
 running byte offsets), plus O(k) per chunk it evicts; a receive O(k·log n); a read
@@ -77,13 +81,14 @@ Rules
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Iterator
 from typing import Final
 
 import trio
 
 from ._chunks import ALL_STREAMS, StreamChunks, check_streams
-from ._events import Closed, Exited, Output, OutputStream, ReadResult
+from ._events import Closed, Exited, Output, OutputStream, ReadResult, new_output
 from ._subscription import EventSubscription
 
 __all__ = ["ALL_STREAMS", "DEFAULT_RETAINED_BYTES", "EventSubscription", "ProcessLog"]
@@ -169,6 +174,8 @@ class ProcessLog:
 
     def first_whole_seq(self, streams: frozenset[OutputStream]) -> int:
         """Every seq at or above this one that was output to one of ``streams`` is retained."""
+        if streams is ALL_STREAMS:  # the highest seq evicted of any stream
+            return self._evicted_through + 1
         through = 0
         for stream in streams:
             chunks = self._streams.get(stream)
@@ -209,6 +216,15 @@ class ProcessLog:
             return None
         return self._append(stream, data, respect_pins=self._backpressure)
 
+    def append_output_if_room(self, stream: OutputStream, data: bytes) -> bool:
+        """:meth:`append_output` if it would not wait (True), else nothing (False)."""
+        if self._backpressure and not self._has_room(stream, len(data)) and not self.finished:
+            return False
+        if not data:
+            raise ValueError("output chunks are never empty")
+        self._append(stream, data, respect_pins=self._backpressure)
+        return True
+
     def append_output_nowait(self, stream: OutputStream, data: bytes) -> Output | None:
         """Sequence and retain a chunk at once, evicting even pinned history if needed.
 
@@ -217,16 +233,20 @@ class ProcessLog:
         return self._append(stream, data, respect_pins=False)
 
     def _append(self, stream: OutputStream, data: bytes, *, respect_pins: bool) -> Output | None:
-        if self.finished:
+        if self._closed is not None or self._failure is not None:
             return None
-        event = Output(seq=self._take_seq(), stream=stream, data=data)
-        self._evict(len(data), respect_pins=respect_pins)
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        event = new_output(seq, stream, data)
+        size = len(data)
+        self._evict(size, respect_pins=respect_pins)
         chunks = self._streams.get(stream)
         if chunks is None:
             chunks = self._streams[stream] = StreamChunks()
         chunks.append(event)
-        self._bytes += len(data)
-        self._changed.unpark_all()
+        self._bytes += size
+        if self._changed:
+            self._changed.unpark_all()
         return event
 
     def release_backpressure(self) -> None:
@@ -273,11 +293,11 @@ class ProcessLog:
 
     def _lag(self, subscription: EventSubscription) -> int:
         """Retained output of the subscription's streams that it has not received."""
-        cursor = subscription._effective_cursor()
+        wanted = subscription.streams
+        cursor = max(subscription.cursor, self.first_whole_seq(wanted))
         lag = 0
-        for stream in subscription.streams:
-            chunks = self._streams.get(stream)
-            if chunks is not None:
+        for stream, chunks in self._streams.items():
+            if stream in wanted:
                 lag += chunks.bytes_from(cursor)
         return lag
 
@@ -287,6 +307,8 @@ class ProcessLog:
         A subscription with nothing pending always can: a chunk larger than the bound
         is let in alone.
         """
+        if self._bytes + incoming <= self.retain_bytes:  # no lag is above what is retained
+            return True
         for subscription in self._subscriptions:
             if stream in subscription.streams:
                 lag = self._lag(subscription)
@@ -298,7 +320,7 @@ class ProcessLog:
         """Per stream, the lowest seq some subscription that wants it still needs."""
         pins = dict.fromkeys(self._streams, self._next_seq)
         for subscription in self._subscriptions:
-            cursor = subscription._effective_cursor()
+            cursor = max(subscription.cursor, self.first_whole_seq(subscription.streams))
             for stream in subscription.streams:
                 if stream in pins and cursor < pins[stream]:
                     pins[stream] = cursor
@@ -341,11 +363,10 @@ class ProcessLog:
         """
         low = max(seq, self.first_whole_seq(streams))
         best: Output | Exited | Closed | None = None
-        for stream in streams:
-            chunks = self._streams.get(stream)
-            if chunks is None:
+        for stream, chunks in self._streams.items():
+            if stream not in streams:
                 continue
-            index = chunks.index_at(low)
+            index = bisect.bisect_left(chunks.seqs, low, chunks.start)
             if index < len(chunks.chunks):
                 chunk = chunks.chunks[index]
                 if best is None or chunk.seq < best.seq:
@@ -468,7 +489,8 @@ class ProcessLog:
         return subscription
 
     def _advanced(self, subscription: EventSubscription) -> None:
-        self._space.unpark_all()
+        if self._space and self._lag(subscription) <= self.retain_bytes // 2:
+            self._space.unpark_all()
 
     def _wake_receivers(self) -> None:
         self._changed.unpark_all()

@@ -13,10 +13,21 @@ import trio
 from ._events import OutputStream
 from ._log import ProcessLog
 
-__all__ = ["READ_CHUNK_BYTES", "Pump", "pending_bytes"]
+__all__ = ["CHECKPOINT_BYTES", "READ_CHUNK_BYTES", "Pump", "pending_bytes"]
 
-READ_CHUNK_BYTES: Final = 256 * 1024
-"""Largest chunk read from a pipe or PTY at once, so the largest ``Output.data`` (256 KiB)."""
+READ_CHUNK_BYTES: Final = 64 * 1024
+"""Largest chunk read from a pipe or PTY at once, so the largest ``Output.data`` (64 KiB).
+
+Larger reads are slower, not faster: the reader holds the pipe's lock while it copies,
+and a child writing in small pieces spins on that lock meanwhile."""
+
+CHECKPOINT_BYTES: Final = 1024 * 1024
+"""Most bytes a pump reads and sequences between two checkpoints (1 MiB).
+
+A pump goes on reading while full chunks keep coming, so that a fast child costs one
+trip through the scheduler per this many bytes rather than per chunk; the bound keeps
+the other tasks (and a cancellation of the pump) from waiting longer than that. A short
+read (the pipe is drained) or a wait for room in the log is a checkpoint anyway."""
 
 
 def pending_bytes(fd: int) -> int:
@@ -57,11 +68,16 @@ class Pump:
 
     async def _read_to_eof(self) -> None:
         fd = self.fd
+        log = self._log
+        stream = self.stream
+        progress = self._progress
+        unchecked = 0  # bytes sequenced since the last checkpoint
         while True:
             try:
                 data = os.read(fd, READ_CHUNK_BYTES)
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(fd)
+                unchecked = 0
                 continue
             except OSError as exc:
                 # A PTY master reads EIO once every slave descriptor is closed.
@@ -70,11 +86,17 @@ class Pump:
                 data = b""
             if not data:
                 break
-            self.read_total += len(data)
-            await self._log.append_output(self.stream, data)
-            self.appended_total += len(data)
-            self._progress.unpark_all()
-            await trio.lowlevel.checkpoint()
+            size = len(data)
+            self.read_total += size
+            if not log.append_output_if_room(stream, data):
+                await log.append_output(stream, data)
+            self.appended_total += size
+            if progress:
+                progress.unpark_all()
+            unchecked += size
+            if size < READ_CHUNK_BYTES or unchecked >= CHECKPOINT_BYTES:
+                unchecked = 0
+                await trio.lowlevel.checkpoint()
 
     async def wait_appended(self, target: int) -> None:
         """Wait until ``target`` bytes were sequenced, or end of file."""

@@ -1,0 +1,103 @@
+"""The local read loop: chunk size, the bound on bytes between checkpoints, wake-ups.
+
+A pump reads its pipe without a checkpoint while full chunks keep coming, at most
+:data:`~trio_exec._pump.CHECKPOINT_BYTES` at a time; a producer held back by a slow
+subscription resumes once that subscription is half its bound behind.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Final
+
+import trio
+import trio.testing
+
+import trio_exec as tx
+from trio_exec._events import OutputStream
+from trio_exec._log import ProcessLog
+from trio_exec._pump import CHECKPOINT_BYTES, READ_CHUNK_BYTES
+
+from ..conformance.helpers import TIMEOUT
+
+FAST_WRITER: Final = (
+    "import os\nblock = bytes(1 << 20)\nfor _ in range(256):\n    os.write(1, block)\n"
+)
+"""Writes 256 MiB in 1 MiB writes: the pipe stays full, so every read is a full chunk."""
+
+WATCHED_CHUNKS: Final = 512
+"""Chunks (32 MiB) the other task watches being sequenced before the block is left."""
+
+
+async def test_fast_writer_does_not_starve_another_task() -> None:
+    # Nobody subscribes, so nothing holds the pump back: only its own bound makes it
+    # yield. trio runs each runnable task once per batch, in either order, so between
+    # two turns of this task the pump ran at most twice.
+    most_per_run = CHECKPOINT_BYTES // READ_CHUNK_BYTES
+    worst = 0
+    async with tx.open_process([sys.executable, "-c", FAST_WRITER]) as proc:
+        with trio.fail_after(TIMEOUT):
+            last = proc.statistics().next_seq
+            while last <= WATCHED_CHUNKS:
+                await trio.lowlevel.checkpoint()
+                seq = proc.statistics().next_seq
+                worst = max(worst, seq - last)
+                last = seq
+    assert 0 < worst <= 2 * most_per_run
+
+
+async def test_chunks_are_whole_ordered_and_at_most_a_read() -> None:
+    total = 0
+    seqs: list[int] = []
+    async with tx.open_process([sys.executable, "-c", FAST_WRITER.replace("256", "16")]) as proc:
+        with trio.fail_after(TIMEOUT):
+            async for event in proc.events:
+                seqs.append(event.seq)  # type: ignore[union-attr]
+                if isinstance(event, tx.Output):
+                    assert 0 < len(event.data) <= READ_CHUNK_BYTES
+                    total += len(event.data)
+    assert total == 16 << 20
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_held_back_producer_resumes_at_half_the_bound() -> None:
+    log = ProcessLog(retain_bytes=1000)
+    subscription = log.subscribe()
+    for _ in range(10):  # the subscription is a full bound behind
+        await log.append_output(OutputStream.STDOUT, b"o" * 100)
+    appended = trio.Event()
+
+    async def produce() -> None:
+        await log.append_output(OutputStream.STDOUT, b"o" * 100)
+        appended.set()
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce)
+            await trio.testing.wait_all_tasks_blocked()
+            for _ in range(4):  # lag 600: the chunk would fit, but no wake-up yet
+                await subscription.receive()
+                await trio.testing.wait_all_tasks_blocked()
+                assert not appended.is_set()
+            await subscription.receive()  # lag 500: half the bound
+            await appended.wait()
+    assert log.next_seq == 12
+
+
+async def test_held_back_producer_of_a_large_chunk_resumes_when_caught_up() -> None:
+    # The chunk is larger than the bound: it waits until nothing is pending, and the
+    # last event received wakes it.
+    log = ProcessLog(retain_bytes=100)
+    subscription = log.subscribe()
+    await log.append_output(OutputStream.STDOUT, b"o" * 60)
+    await log.append_output(OutputStream.STDOUT, b"o" * 30)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(log.append_output, OutputStream.STDOUT, b"x" * 500)
+            await trio.testing.wait_all_tasks_blocked()
+            assert log.next_seq == 3
+            await subscription.receive()
+            await subscription.receive()
+    event = await subscription.receive()
+    assert isinstance(event, tx.Output)
+    assert event.data == b"x" * 500
