@@ -26,8 +26,9 @@ CHECKPOINT_BYTES: Final = 1024 * 1024
 
 A pump goes on reading while full chunks keep coming, so that a fast child costs one
 trip through the scheduler per this many bytes rather than per chunk; the bound keeps
-the other tasks (and a cancellation of the pump) from waiting longer than that. A short
-read (the pipe is drained) or a wait for room in the log is a checkpoint anyway."""
+the other tasks (and a cancellation of the pump) from waiting longer than that. After a
+short read (the pipe is drained) it waits until the pipe is readable again, and a wait
+for room in the log is a checkpoint too."""
 
 
 def pending_bytes(fd: int) -> int:
@@ -94,7 +95,10 @@ class Pump:
             if progress:
                 progress.unpark_all()
             unchecked += size
-            if size < READ_CHUNK_BYTES or unchecked >= CHECKPOINT_BYTES:
+            if size < READ_CHUNK_BYTES:  # the pipe was drained: wait for more
+                unchecked = 0
+                await trio.lowlevel.wait_readable(fd)
+            elif unchecked >= CHECKPOINT_BYTES:
                 unchecked = 0
                 await trio.lowlevel.checkpoint()
 
