@@ -43,7 +43,7 @@ class StreamChunks:
     """The retained chunks of one stream, oldest first, with running byte offsets."""
 
     def __init__(self) -> None:
-        self.chunks: list[Output] = []
+        self.chunks: list[Output | None] = []  # None: evicted, awaiting compaction
         self.seqs: list[int] = []
         self.offsets: list[int] = []  # bytes of this stream appended before each chunk
         self.start = 0  # index of the oldest retained chunk
@@ -62,6 +62,9 @@ class StreamChunks:
 
     def pop_head(self) -> Output:
         chunk = self.chunks[self.start]
+        assert chunk is not None
+        # Drop the reference now, not at compaction: evicted bytes are freed at once.
+        self.chunks[self.start] = None
         self.evicted_through = chunk.seq
         self.start += 1
         if self.start > _COMPACT_AFTER and self.start * 2 > len(self.chunks):

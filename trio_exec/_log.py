@@ -369,6 +369,7 @@ class ProcessLog:
             index = bisect.bisect_left(chunks.seqs, low, chunks.start)
             if index < len(chunks.chunks):
                 chunk = chunks.chunks[index]
+                assert chunk is not None  # at or after the stream's retained head
                 if best is None or chunk.seq < best.seq:
                     best = chunk
         for terminal in (self._exited, self._closed):
@@ -390,7 +391,9 @@ class ProcessLog:
         while heads:
             best = min(range(len(heads)), key=lambda i: heads[i][0].seqs[heads[i][1]])
             chunks, index = heads[best]
-            yield chunks.chunks[index]
+            chunk = chunks.chunks[index]
+            assert chunk is not None  # at or after the stream's retained head
+            yield chunk
             if index + 1 < len(chunks.chunks):
                 heads[best] = (chunks, index + 1)
             else:

@@ -51,7 +51,7 @@ output is about 1.4 MB of base64) and for writes of several MiB.
 
 WEBSOCKET_RECEIVE_BYTES: Final = 256 * 1024
 """Bytes read from a websocket's socket at once (trio-websocket reads 4 KiB by default,
-which makes a 64 KiB output notification cost sixteen reads)."""
+which makes a 128 KiB output notification cost 32 reads)."""
 
 WEBSOCKET_CONNECT_TIMEOUT: Final = 10.0
 """Seconds a websocket connect (TCP, TLS and the upgrade) may take."""

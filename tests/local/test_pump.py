@@ -1,12 +1,18 @@
-"""The local read loop: chunk size, the bound on bytes between checkpoints, wake-ups.
+"""The local read loop: gathering, chunk size, the bound on bytes between checkpoints,
+wake-ups.
 
-A pump reads its pipe without a checkpoint while full chunks keep coming, at most
-:data:`~trio_exec._pump.CHECKPOINT_BYTES` at a time; a producer held back by a slow
-subscription resumes once that subscription is half its bound behind.
+A pump gathers consecutive reads into one chunk while its descriptor has data, at most
+:data:`~trio_exec._pump.READS_PER_CHUNK` reads and
+:data:`~trio_exec._pump.READ_CHUNK_BYTES` per chunk; it reads without a checkpoint while
+data keeps coming, at most :data:`~trio_exec._pump.CHECKPOINT_BYTES` at a time; a
+producer held back by a slow subscription resumes once that subscription is half its
+bound behind.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from typing import Final
 
@@ -16,7 +22,7 @@ import trio.testing
 import trio_exec as tx
 from trio_exec._events import OutputStream
 from trio_exec._log import ProcessLog
-from trio_exec._pump import CHECKPOINT_BYTES, READ_CHUNK_BYTES
+from trio_exec._pump import CHECKPOINT_BYTES, READ_CHUNK_BYTES, READS_PER_CHUNK, Pump
 
 from ..conformance.helpers import TIMEOUT
 
@@ -101,3 +107,60 @@ async def test_held_back_producer_of_a_large_chunk_resumes_when_caught_up() -> N
     event = await subscription.receive()
     assert isinstance(event, tx.Output)
     assert event.data == b"x" * 500
+
+
+async def test_consecutive_reads_gather_into_one_chunk_of_at_most_reads_per_chunk() -> None:
+    # A packet socket returns one message per read, as a pipe returns one small write
+    # when the reader keeps up with the writer: the pump gathers them, up to its bound.
+    piece = 1000
+    messages = READS_PER_CHUNK + 8
+    assert READS_PER_CHUNK * piece < READ_CHUNK_BYTES
+    ours, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with ours, child:
+        for n in range(messages):
+            child.send(bytes([n]) * piece)
+        child.close()
+        ours.setblocking(False)
+        log = ProcessLog()
+        subscription = log.subscribe()
+        pump = Pump(OutputStream.STDOUT, ours.fileno(), log)
+        with trio.fail_after(TIMEOUT):
+            await pump.run()
+    sizes = []
+    data = b""
+    while True:
+        try:
+            event = subscription.receive_nowait()
+        except trio.WouldBlock:
+            break
+        assert isinstance(event, tx.Output)
+        sizes.append(len(event.data))
+        data += event.data
+    assert sizes == [READS_PER_CHUNK * piece, 8 * piece]
+    assert data == b"".join(bytes([n]) * piece for n in range(messages))
+    assert pump.read_total == pump.appended_total == messages * piece
+
+
+async def test_a_chunk_is_appended_as_soon_as_the_pipe_is_empty() -> None:
+    # Gathering never waits for more: a line written alone arrives alone, at once.
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    log = ProcessLog()
+    subscription = log.subscribe()
+    pump = Pump(OutputStream.STDOUT, read_fd, log)
+    try:
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pump.run)
+                for line in (b"one\n", b"two\n"):
+                    os.write(write_fd, line)
+                    event = await subscription.receive()
+                    assert isinstance(event, tx.Output)
+                    assert event.data == line
+                os.close(write_fd)
+                write_fd = -1
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
+        os.close(read_fd)
+    assert pump.at_eof.is_set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -317,3 +318,17 @@ async def test_many_small_chunks_across_a_pinned_stream_are_not_quadratic() -> N
     assert log.retained_bytes == pinned + 1000
     assert len(drain(stdout)) == pinned
     assert elapsed < 20.0, f"{elapsed:.1f} s"
+
+
+def test_evicted_output_is_released_at_once() -> None:
+    # The bytes of an evicted chunk are freed when it is evicted, not when the stream's
+    # list is next compacted: the log never holds more than its bound in output.
+    log = ProcessLog(retain_bytes=1000)
+    pieces = [bytes([n]) * 500 for n in range(10)]
+    held = [sys.getrefcount(piece) for piece in pieces]
+    for n in range(len(pieces)):
+        log.append_output_nowait(STDOUT, pieces[n])
+    assert log.retained_bytes == 1000
+    # Only the last two chunks are still referenced by the log.
+    now = [sys.getrefcount(piece) for piece in pieces]
+    assert [after - before for after, before in zip(now, held, strict=True)] == [0] * 8 + [1, 1]

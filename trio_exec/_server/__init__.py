@@ -106,7 +106,7 @@ receives from) pins the output retained at that moment, so whatever the client h
 received yet is still there when it comes back. (While attached, each forwarder already
 pins what waits in the outbound queue and the last output it sent, which may still be in
 flight: up to half of ``retain_bytes``, always leaving room for a whole next chunk, so
-none with a retention below the 64 KiB read chunk.) While detached, a child that writes
+none with a retention below the 128 KiB read chunk.) While detached, a child that writes
 more than ``retain_bytes`` waits (as with a slow client) instead of losing output; the
 detach time bounds the wait.
 ``initialize {resumeSessionId}`` on a new connection takes the session back within
@@ -157,7 +157,7 @@ deliberate differences:
   daemon that closed its output), so nothing outlives the session.
 * A child on a terminal that a signal ended reports ``128 + N`` like any other child; the
   reference reports 1.
-* Output notifications carry up to 64 KiB, the local read chunk (the reference: 8 KiB).
+* Output notifications carry up to 128 KiB, the local read chunk (the reference: 8 KiB).
 * A detached session is kept 30 s (:data:`DETACH_TIMEOUT`; the reference: 80 s), and its
   children are held back once ``retain_bytes`` of output waits for the client, instead of
   running on and evicting it; output queued or recently sent when the connection broke
