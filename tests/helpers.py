@@ -11,11 +11,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import pytest
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
 
 from trio_exec.testing.reference import (
     ensure_reference,
@@ -31,6 +33,7 @@ __all__ = [
     "apt_get_install",
     "locked",
     "open_exec_server",
+    "open_websocket",
     "reference_binary",
     "reference_url",
     "run",
@@ -162,3 +165,24 @@ def open_exec_server(
     if kind == "ours":
         return open_server_process(OUR_SERVER, cwd=cwd)
     return open_reference_server(ensure_reference(), cwd=cwd)
+
+
+@asynccontextmanager
+async def open_websocket(url: str, **options: Any) -> AsyncIterator[WebSocketConnection]:
+    """``trio_websocket.open_websocket_url(url, **options)``, whose TCP stream is closed on
+    the way out, whoever closed the websocket.
+
+    trio-websocket 0.12 leaves the stream open when the peer started the close, or dropped
+    the connection without one (code 1006, as the reference does on an unknown
+    notification): its ``aclose`` returns early once a close reason is set. The socket
+    would leak until collected, a ResourceWarning in whatever test runs then.
+    """
+    connection: WebSocketConnection | None = None
+    try:
+        async with open_websocket_url(url, **options) as connection:
+            yield connection
+    finally:
+        stream = getattr(connection, "_stream", None)
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)

@@ -27,12 +27,13 @@ from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
     WebSocketRequest,
-    open_websocket_url,
     serve_websocket,
 )
 
 from trio_exec._util import open_service_nursery
 from trio_exec.testing.reference import ensure_reference
+
+from ..helpers import open_websocket
 
 __all__ = [
     "ENVIRONMENT_ID",
@@ -150,7 +151,7 @@ async def open_recording_proxy(upstream: str) -> AsyncIterator[tuple[str, Record
         client = await request.accept()
         recording.connections += 1
         pending: dict[Any, Exchange] = {}
-        async with open_websocket_url(upstream) as server, trio.open_nursery() as nursery:
+        async with open_websocket(upstream) as server, trio.open_nursery() as nursery:
             nursery.start_soon(_pump, client, server, lambda raw: from_client(pending, raw))
             nursery.start_soon(_pump, server, client, lambda raw: from_server(pending, raw))
 

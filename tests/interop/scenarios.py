@@ -42,7 +42,9 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import WebSocketConnection
+
+from ..helpers import open_websocket
 
 __all__ = [
     "DEFAULT_ENV",
@@ -479,27 +481,17 @@ async def open_driver(url: str, *, handshake: bool = True) -> AsyncIterator[RawD
     :attr:`RawDriver.initialize_result`); a failed ``initialize`` raises
     :class:`ProtocolViolation`.
     """
-    connection: WebSocketConnection | None = None
-    try:
-        async with open_websocket_url(
-            url, connect_timeout=STEP_TIMEOUT, disconnect_timeout=STEP_TIMEOUT
-        ) as connection:
-            driver = RawDriver(connection, url)
-            if handshake:
-                response = await driver.request("initialize", {"clientName": "trio-exec-interop"})
-                if "result" not in response:
-                    raise ProtocolViolation(f"initialize failed: {response!r}")
-                driver.initialize_result = response["result"]
-                await driver.notify("initialized", {})
-            yield driver
-    finally:
-        # trio-websocket 0.12 leaves the TCP stream open when the peer drops the connection
-        # without a close handshake (code 1006, as the reference does on an unknown
-        # notification); close it so that no socket leaks (a ResourceWarning under pytest).
-        stream = getattr(connection, "_stream", None)
-        if stream is not None:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
+    async with open_websocket(
+        url, connect_timeout=STEP_TIMEOUT, disconnect_timeout=STEP_TIMEOUT
+    ) as connection:
+        driver = RawDriver(connection, url)
+        if handshake:
+            response = await driver.request("initialize", {"clientName": "trio-exec-interop"})
+            if "result" not in response:
+                raise ProtocolViolation(f"initialize failed: {response!r}")
+            driver.initialize_result = response["result"]
+            await driver.notify("initialized", {})
+        yield driver
 
 
 async def run_scenario(url: str, scenario: Scenario) -> Transcript:

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import WebSocketConnection
 
 import trio_exec as tx
 from trio_exec._protocol import ClientConnection, Extension, decode_binary_output
 from trio_exec._remote import RemoteBackend, connect
 from trio_exec._server import serve_websocket
+
+from ..helpers import open_websocket
 
 TIMEOUT = 30
 PATTERN = bytes(range(256)) * 1200  # every byte value, NUL included; several chunks
@@ -67,7 +69,7 @@ async def _raw_output(url: str, initialize: dict[str, Any]) -> tuple[list[Any], 
     """Start the writer with a plain websocket client; the frames of its output."""
     frames: list[Any] = []
     connection: WebSocketConnection
-    async with open_websocket_url(url) as connection:
+    async with open_websocket(url) as connection:
         await connection.send_message(
             json.dumps({"id": 1, "method": "initialize", "params": initialize})
         )

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from trio_websocket import open_websocket_url
 
 from trio_exec._log import DEFAULT_RETAINED_BYTES
 from trio_exec._pump import READ_CHUNK_BYTES
 from trio_exec._server import OUTBOUND_QUEUE_MESSAGES, ExecServer, serve_websocket
 from trio_exec._spawn import PIPE_BUFFER_BYTES
 
+from ..helpers import open_websocket
 from .helpers import TIMEOUT, open_memory_client, python, start_params, unb64
 
 
@@ -21,7 +21,7 @@ async def test_pipelining_1000_requests_over_websocket() -> None:
     """The reference deadlocks near 230 pipelined requests; every one is answered here."""
     async with trio.open_nursery() as nursery:
         url = await nursery.start(serve_websocket, "127.0.0.1", 0)
-        async with open_websocket_url(url) as ws:
+        async with open_websocket(url) as ws:
             await ws.send_message(
                 json.dumps({"id": "init", "method": "initialize", "params": {"clientName": "t"}})
             )

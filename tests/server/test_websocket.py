@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+import trio_websocket
 import trustme
-from trio_websocket import Endpoint, open_websocket_url
+from trio_websocket import Endpoint
 
 from trio_exec._server import ExecServer, _token_digest, serve_websocket
 from trio_exec._transport import WebSocketTransport, open_websocket_transport
 
+from ..helpers import open_websocket
 from .helpers import TIMEOUT, Client, group_alive, open_ws_client, wait_group_gone
 
 TOKEN = "s3cret-token"
@@ -250,7 +254,7 @@ async def test_malformed_frames_while_another_connection_works(url: str) -> None
 
 
 async def test_binary_frames_are_accepted(url: str) -> None:
-    async with open_websocket_url(url) as ws:
+    async with open_websocket(url) as ws:
         await ws.send_message(
             json.dumps({"id": 1, "method": "initialize", "params": {"clientName": "b"}}).encode()
         )
@@ -315,3 +319,88 @@ async def test_server_cancellation_leaves_no_process() -> None:
             # The clients see their connections drop.
             await first.wait_until(lambda: first.closed)
             await second.wait_until(lambda: second.closed)
+
+
+# -- output frames ------------------------------------------------------------------------------
+
+
+async def test_output_frames_and_pongs_share_the_stream_whole(url: str) -> None:
+    # Output notifications are framed by the server itself and written beside
+    # trio-websocket's own frames (pongs here): every frame must arrive whole, in order.
+    size = 3 * 1024 * 1024
+    async with open_websocket(url, max_message_size=16 * 1024 * 1024) as ws:
+
+        async def call(request_id: int, method: str, params: dict[str, Any]) -> None:
+            await ws.send_message(
+                json.dumps({"id": request_id, "method": method, "params": params})
+            )
+
+        await call(1, "initialize", {"clientName": "frames"})
+        await ws.send_message(json.dumps({"method": "initialized", "params": {}}))
+        argv = ["head", "-c", str(size), "/dev/urandom"]
+        params = {"processId": "p", "argv": argv, "cwd": Path.cwd().as_uri(), "env": {}}
+        await call(2, "process/start", {**params, "tty": False})
+        output = bytearray()
+        pongs = 0
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+
+                async def ping() -> None:
+                    nonlocal pongs
+                    while True:
+                        await ws.ping()
+                        pongs += 1
+
+                nursery.start_soon(ping)
+                seqs = []
+                while True:
+                    message = await ws.get_message()
+                    assert isinstance(message, str)  # text frames
+                    decoded = json.loads(message)
+                    if decoded.get("method") == "process/output":
+                        seqs.append(decoded["params"]["seq"])
+                        output += base64.b64decode(decoded["params"]["chunk"], validate=True)
+                    elif decoded.get("method") == "process/closed":
+                        break
+                nursery.cancel_scope.cancel()
+    assert len(output) == size
+    assert seqs == sorted(seqs)
+    assert pongs > 0
+
+
+async def test_a_frame_is_not_written_once_the_websocket_is_closing() -> None:
+    # The server's own framing honours the close: after trio-websocket began closing the
+    # connection, a send raises ConnectionLost and puts nothing on the wire.
+    from trio_exec._errors import ConnectionLost
+    from trio_exec._server.websocket import _ReplayStream
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    received: list[str | bytes] = []
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+
+            async def client() -> None:
+                # Our client transport, which closes its socket after the server's close.
+                async with open_websocket_transport(f"ws://127.0.0.1:{port}") as peer:
+                    try:
+                        while True:
+                            received.append(await peer.receive())
+                    except ConnectionLost:
+                        pass
+
+            nursery.start_soon(client)
+            stream = await listeners[0].accept()
+            replay = _ReplayStream(stream, b"")
+            request = await trio_websocket.wrap_server_stream(nursery, replay)
+            websocket = await request.accept()
+            transport = WebSocketTransport(websocket, frames=replay)
+            await transport.send_encoded(b'{"n":1}')
+            await transport.send_binary(b"\x00\x01")
+            await transport.aclose()
+            with pytest.raises(ConnectionLost, match="closed"):
+                await transport.send_encoded(b'{"n":2}')
+            assert await replay.write_frame(b"never", lambda: False) is False
+    for listener in listeners:
+        await listener.aclose()
+    assert received == ['{"n":1}', b"\x00\x01"]

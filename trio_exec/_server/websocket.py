@@ -13,6 +13,7 @@ import http
 import ipaddress
 import logging
 import ssl
+from collections.abc import Callable
 from functools import partial
 from typing import Final
 
@@ -61,11 +62,17 @@ def _token_digest(token: str | None, token_sha256: str | None) -> bytes | None:
 
 
 class _ReplayStream(trio.abc.Stream):
-    """A stream that first returns bytes already read from the underlying stream."""
+    """A stream that first returns bytes already read from the underlying stream.
+
+    Its writes are serialized, each one whole: trio-websocket writes its frames with
+    ``send_all``, the transport writes output frames with :meth:`write_frame` (a
+    :class:`~trio_exec._transport.FrameWriter`).
+    """
 
     def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
         self._stream = stream
         self._prefix = prefix
+        self._send_lock = trio.StrictFIFOLock()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._prefix:
@@ -76,7 +83,16 @@ class _ReplayStream(trio.abc.Stream):
         return await self._stream.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+        async with self._send_lock:
+            await self._stream.send_all(data)
+
+    async def write_frame(self, frame: bytes, still_open: Callable[[], bool]) -> bool:
+        """See :meth:`~trio_exec._transport.FrameWriter.write_frame`."""
+        async with self._send_lock:
+            if not still_open():
+                return False
+            await self._stream.send_all(frame)
+            return True
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
@@ -180,9 +196,10 @@ class _WebSocketFront:
         async with trio.open_nursery() as nursery:  # for trio-websocket's reader task
             websocket: trio_websocket.WebSocketConnection | None = None
             with trio.move_on_at(deadline):
+                replay = _ReplayStream(stream, head.raw)
                 ws_request = await trio_websocket.wrap_server_stream(
                     nursery,
-                    _ReplayStream(stream, head.raw),
+                    replay,
                     max_message_size=self._server.max_message_bytes,
                     receive_buffer_size=WEBSOCKET_RECEIVE_BYTES,
                 )
@@ -193,7 +210,7 @@ class _WebSocketFront:
                 # No timeout here: a session lasts as long as the client wants. A lost
                 # connection detaches its session; this call returns once the session
                 # created here ended (resumed or not, see DETACH_TIMEOUT).
-                transport = WebSocketTransport(websocket)
+                transport = WebSocketTransport(websocket, frames=replay)
                 _logger.info("websocket connection from %s:%s", address, port)
                 await self._server._serve(
                     transport, _websocket_parse_prefix(address, port), detachable=True
