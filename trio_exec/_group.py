@@ -67,6 +67,9 @@ async def wait_group_gone(pgid: int) -> None:
     (a group that died with its leader) costs one ``killpg(pgid, 0)``; otherwise ``/proc``
     is scanned for live members.
     """
+    if not group_exists(pgid):  # the common case, without a timeout scope
+        await trio.lowlevel.checkpoint()
+        return
     delay = 0.001
     with trio.move_on_after(GROUP_EXIT_TIMEOUT):
         while True:

@@ -6,6 +6,7 @@ See the theory of operation in :mod:`trio_exec._local`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import signal as _signal
@@ -81,7 +82,10 @@ class LocalProcess(ExecProcess):
         """The keeper that has the group registered, until the group is forgotten."""
         self._keeper_of_cgroup = keeper if child.cgroup is not None else None
         """The keeper that has the cgroup registered, until the cgroup is removed."""
-        self._group_killed = trio.Event()
+        self._killed_at: float | None = None
+        """When the group was first SIGKILLed (trio's clock), or None."""
+        self._drain_scope: trio.CancelScope | None = None
+        """The scope of the wait for the end of output, which a SIGKILL bounds."""
         self._cgroup = child.cgroup
         """The child's own cgroup until it is removed; the keeper has it registered."""
 
@@ -99,7 +103,7 @@ class LocalProcess(ExecProcess):
             async with trio.open_nursery() as nursery:
                 for pump in self._pumps:
                     nursery.start_soon(pump.run)
-                nursery.start_soon(self._reap)
+                await self._reap()
 
     async def _wait_exit(self) -> tuple[int, int | None]:
         """Wait until the child exited; return ``(exit_code, signal)``, leaving a zombie.
@@ -152,7 +156,10 @@ class LocalProcess(ExecProcess):
                 for pump in self._pumps:
                     await pump.at_eof.wait()
         # Everything in the pipes now was written before the exit (or by grandchildren).
-        targets = [(pump, pump.read_total + pending_bytes(pump.fd)) for pump in self._pumps]
+        targets = [
+            (pump, pump.read_total + (0 if pump.at_eof.is_set() else pending_bytes(pump.fd)))
+            for pump in self._pumps
+        ]
         for pump, target in targets:
             await pump.wait_appended(target)
         self._log.set_exited(exit_code, signum)
@@ -168,16 +175,17 @@ class LocalProcess(ExecProcess):
         that called ``setsid``) can hold the output open then. The pumps are stopped and
         that process's later output is dropped, so ``Closed`` is sequenced on every path
         where the child's group was killed, remote sessions included."""
-        async with trio.open_nursery() as nursery:
-
-            async def all_at_eof() -> None:
-                for pump in self._pumps:
-                    await pump.at_eof.wait()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(all_at_eof)
-            await self._group_killed.wait()
-            await trio.sleep(CLOSE_DRAIN_TIMEOUT)
+        if all(pump.at_eof.is_set() for pump in self._pumps):
+            await trio.lowlevel.checkpoint()  # the common case: no nursery needed
+            return
+        killed_at = self._killed_at
+        deadline = math.inf if killed_at is None else killed_at + CLOSE_DRAIN_TIMEOUT
+        with trio.CancelScope(deadline=deadline) as scope:
+            self._drain_scope = scope  # a SIGKILL of the group sets its deadline
+            for pump in self._pumps:
+                await pump.at_eof.wait()
+        self._drain_scope = None
+        if scope.cancelled_caught:  # drop what a process outside the group still writes
             for pump in self._pumps:
                 pump.stop()
 
@@ -188,8 +196,9 @@ class LocalProcess(ExecProcess):
             await self._terminate_group(grace)
         self._kill_group(_signal.SIGKILL)
         await self._kill_cgroup()
-        with trio.move_on_after(CLOSE_DRAIN_TIMEOUT):
-            await self._done.wait()
+        if not self._done.is_set():
+            with trio.move_on_after(CLOSE_DRAIN_TIMEOUT):
+                await self._done.wait()
         self._gone = True
         await self._reap_and_wait_group()
         await self._remove_cgroup()
@@ -240,8 +249,10 @@ class LocalProcess(ExecProcess):
                     pass
         elif not self._group_gone:
             killpg(self.pid, sig)
-        if sig == _signal.SIGKILL:
-            self._group_killed.set()
+        if sig == _signal.SIGKILL and self._killed_at is None:
+            self._killed_at = trio.current_time()
+            if self._drain_scope is not None:
+                self._drain_scope.deadline = self._killed_at + CLOSE_DRAIN_TIMEOUT
 
     async def _reap_and_wait_group(self) -> None:
         """Reap the exited child, then wait until no process of its group is alive.

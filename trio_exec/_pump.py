@@ -13,7 +13,14 @@ import trio
 from ._events import OutputStream
 from ._log import ProcessLog
 
-__all__ = ["CHECKPOINT_BYTES", "READS_PER_CHUNK", "READ_CHUNK_BYTES", "Pump", "pending_bytes"]
+__all__ = [
+    "CHECKPOINT_BYTES",
+    "PIPE_BUFFER_BYTES",
+    "READS_PER_CHUNK",
+    "READ_CHUNK_BYTES",
+    "Pump",
+    "pending_bytes",
+]
 
 READ_CHUNK_BYTES: Final = 128 * 1024
 """Largest chunk appended to the log at once, so the largest ``Output.data`` (128 KiB).
@@ -38,6 +45,25 @@ pipe is drained it waits until it is readable again, and a wait for room in the 
 a checkpoint too."""
 
 
+PIPE_BUFFER_BYTES: Final = 1024 * 1024
+"""Kernel buffer asked for an output pipe (Linux ``F_SETPIPE_SZ``; the default is 64 KiB)
+once its child writes a whole default buffer's worth at once. A larger buffer lets a
+chatty child run ahead of a busy event loop between reads; it counts toward the bound on
+memory held for a paused consumer. A child that writes little never costs the kernel
+the larger buffer, nor its spawn the ``fcntl``."""
+
+_DEFAULT_PIPE_BYTES: Final = 64 * 1024
+"""The kernel's default pipe buffer: a read this large means the child filled it."""
+
+
+def grow_pipe(fd: int) -> None:
+    """Ask for a :data:`PIPE_BUFFER_BYTES` pipe buffer: fewer wake-ups for a chatty child."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BUFFER_BYTES)
+    except OSError:  # above /proc/sys/fs/pipe-max-size for an unprivileged user
+        pass
+
+
 def pending_bytes(fd: int) -> int:
     """Bytes waiting to be read from a pipe or PTY master."""
     try:
@@ -54,6 +80,8 @@ class Pump:
         self.stream = stream
         self.fd = fd
         self._log = log
+        self._grow = stream is not OutputStream.PTY
+        """Whether the pipe still has its default buffer (see :data:`PIPE_BUFFER_BYTES`)."""
         self.read_total = 0
         """Bytes read from the descriptor."""
         self.appended_total = 0
@@ -105,6 +133,9 @@ class Pump:
                 if size >= READ_CHUNK_BYTES:
                     break
             if size:
+                if size >= _DEFAULT_PIPE_BYTES and self._grow:
+                    self._grow = False
+                    grow_pipe(fd)
                 self.read_total += size
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
                 if not log.append_output_if_room(stream, data):

@@ -4,12 +4,10 @@ process's group), in a cgroup of its own where asked, and the mapping of a faile
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 from collections.abc import Callable
 from functools import partial
-from typing import Final
 
 import attrs
 import trio
@@ -20,20 +18,7 @@ from ._errors import SpawnError
 from ._events import OutputStream
 from ._keeper import Keeper
 
-__all__ = ["PIPE_BUFFER_BYTES", "Child", "spawn"]
-
-PIPE_BUFFER_BYTES: Final = 1024 * 1024
-"""Kernel buffer asked for each output pipe (Linux ``F_SETPIPE_SZ``; the default is 64 KiB).
-A larger buffer lets the child run ahead of a busy event loop between reads; it counts
-toward the bound on memory held for a paused consumer."""
-
-
-def grow_pipe(fd: int) -> None:
-    """Ask for a :data:`PIPE_BUFFER_BYTES` pipe buffer: fewer wake-ups for a chatty child."""
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BUFFER_BYTES)
-    except OSError:  # above /proc/sys/fs/pipe-max-size for an unprivileged user
-        pass
+__all__ = ["Child", "spawn"]
 
 
 @attrs.define(kw_only=True)
@@ -171,8 +156,6 @@ async def spawn(
             os.close(fd)
     for _, fd in outputs:
         os.set_blocking(fd, False)
-        if not tty:
-            grow_pipe(fd)
     return Child(
         popen=child,
         outputs=outputs,

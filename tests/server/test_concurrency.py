@@ -9,9 +9,8 @@ from typing import Any
 import trio
 
 from trio_exec._log import DEFAULT_RETAINED_BYTES
-from trio_exec._pump import READ_CHUNK_BYTES
+from trio_exec._pump import PIPE_BUFFER_BYTES, READ_CHUNK_BYTES
 from trio_exec._server import OUTBOUND_QUEUE_MESSAGES, ExecServer, serve_websocket
-from trio_exec._spawn import PIPE_BUFFER_BYTES
 
 from ..helpers import open_websocket
 from .helpers import TIMEOUT, open_memory_client, python, start_params, unb64
