@@ -74,6 +74,12 @@ class StreamChunks:
             self.start = 0
         return chunk
 
+    def at(self, index: int) -> Output:
+        """The chunk at ``index``, at or after the retained head (so never evicted)."""
+        chunk = self.chunks[index]
+        assert chunk is not None
+        return chunk
+
     def index_at(self, seq: int) -> int:
         """The index of the first retained chunk with a seq >= ``seq``."""
         return bisect.bisect_left(self.seqs, seq, lo=self.start)

@@ -60,9 +60,8 @@ history of its streams was evicted from under it (only the forced eviction above
 that), at the first seq from which its streams are whole again; so it never sees a hole
 in the middle of what it receives.
 
-Wake-ups. A producer held back checks again when a subscription that receives an event
-lags at most ``retain_bytes // 2`` then, unsubscribes, or the log ends: a run of chunks
-per wake-up, not one per event; as one that lags nothing wakes it, none waits for good.
+Wake-ups. A held-back producer checks again when a subscription that receives an event lags
+at most ``retain_bytes // 2`` then, unsubscribes, or the log ends: a run of chunks per wake-up.
 
 Cost. With n retained chunks, k ≤ 3 streams and s subscriptions, an append costs
 O(s·k·log n) (bisections in the per-stream lists; a lag is a difference of per-stream
@@ -368,8 +367,7 @@ class ProcessLog:
                 continue
             index = bisect.bisect_left(chunks.seqs, low, chunks.start)
             if index < len(chunks.chunks):
-                chunk = chunks.chunks[index]
-                assert chunk is not None  # at or after the stream's retained head
+                chunk = chunks.at(index)
                 if best is None or chunk.seq < best.seq:
                     best = chunk
         for terminal in (self._exited, self._closed):
@@ -391,9 +389,7 @@ class ProcessLog:
         while heads:
             best = min(range(len(heads)), key=lambda i: heads[i][0].seqs[heads[i][1]])
             chunks, index = heads[best]
-            chunk = chunks.chunks[index]
-            assert chunk is not None  # at or after the stream's retained head
-            yield chunk
+            yield chunks.at(index)
             if index + 1 < len(chunks.chunks):
                 heads[best] = (chunks, index + 1)
             else:
