@@ -297,13 +297,14 @@ class LocalBackend(ExecBackend):
             proc = LocalProcess(pid, child, log, self._keeper)
             try:
                 async with open_service_nursery() as nursery:
-                    nursery.start_soon(proc._run)
+                    nursery.start_soon(proc._run, nursery)
                     try:
                         yield proc
                     finally:
                         with trio.CancelScope(shield=True):
                             await proc._shutdown(grace)
                         proc._tasks_scope.cancel()
+                        proc._stop_tasks()
             finally:
                 proc._release()
         finally:

@@ -23,7 +23,7 @@ from ._events import WriteStatus
 from ._group import group_exists, killpg, wait_cgroup_empty, wait_group_gone
 from ._keeper import Keeper
 from ._log import ProcessLog
-from ._pump import Pump, pending_bytes
+from ._pump import Pull, Pump, pending_bytes
 from ._spawn import Child
 
 __all__ = ["CLOSE_DRAIN_TIMEOUT", "PTY_EXIT_SETTLE", "LocalProcess"]
@@ -75,6 +75,7 @@ class LocalProcess(ExecProcess):
         self._reaped = False
         self._done = trio.Event()
         self._tasks_scope = trio.CancelScope(shield=True)
+        self._helpers_scope = trio.CancelScope(shield=True)
         self._group_gone = False
         self._own_group = child.own_group
         """Whether the child leads a group of its own; if not, only the child is signalled."""
@@ -85,6 +86,10 @@ class LocalProcess(ExecProcess):
         self._killed_at: float | None = None
         """When the group was first SIGKILLed (trio's clock), or None."""
         self._drain_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery
+        """Where a held-back stream's task runs (the block's nursery)."""
+        self._waited: os.waitid_result | ChildProcessError | None = None
+        """The worker thread's ``waitid`` result, where there is no pidfd."""
         """The scope of the wait for the end of output, which a SIGKILL bounds."""
         self._cgroup = child.cgroup
         """The child's own cgroup until it is removed; the keeper has it registered."""
@@ -96,24 +101,130 @@ class LocalProcess(ExecProcess):
 
     # -- tasks -----------------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _run(self, nursery: trio.Nursery) -> None:
+        """The session's task: read the outputs, wait for the exit, sequence Exited and
+        Closed. ``nursery`` takes the task of a stream that a slow subscription holds
+        back (see :class:`~trio_exec._pump.Pump`)."""
         # Shielded: cancelling the block must not stop the reaper and the pumps before
         # _shutdown has terminated and drained the child; _shutdown cancels them last.
         with self._tasks_scope:
-            async with trio.open_nursery() as nursery:
-                for pump in self._pumps:
-                    nursery.start_soon(pump.run)
-                await self._reap()
+            self._nursery = nursery
+            poller = select.epoll()
+            try:
+                await self._drive(poller)
+            finally:
+                trio.lowlevel.notify_closing(poller.fileno())
+                poller.close()
 
-    async def _wait_exit(self) -> tuple[int, int | None]:
-        """Wait until the child exited; return ``(exit_code, signal)``, leaving a zombie.
+    async def _drive(self, poller: select.epoll) -> None:
+        # One epoll of our own watches the outputs and the exit, so that the session
+        # waits in one place: no task per stream, one wait_readable per wake-up.
+        active = {pump.fd: pump for pump in self._pumps}
+        for fd in active:
+            poller.register(fd, select.EPOLLIN)
+        exit_fd, waiter = self._open_exit_fd()
+        try:
+            poller.register(exit_fd, select.EPOLLIN)
+            exited = False
+            while not exited:
+                await trio.lowlevel.wait_readable(poller.fileno())
+                for fd, _ in poller.poll(0):
+                    if fd == exit_fd:
+                        exited = True
+                    else:
+                        self._pull(active.get(fd), poller, active)
+            exit_code, signum = self._exit_status(exit_fd, waiter)
+        finally:
+            os.close(exit_fd)
+        self._child_exited.set()
+        if self.tty:
+            with trio.move_on_after(PTY_EXIT_SETTLE):
+                await self._pull_to_eof(poller, active)
+        # Everything in the pipes now was written before the exit (or by grandchildren).
+        targets = [
+            (pump, pump.read_total + (0 if pump.at_eof.is_set() else pending_bytes(pump.fd)))
+            for pump in self._pumps
+        ]
+        for pump, target in targets:
+            while pump.fd in active and pump.appended_total < target:
+                if self._pull(pump, poller, active) is Pull.DRAINED:
+                    break
+                await trio.lowlevel.checkpoint()  # after a CHECKPOINT_BYTES run
+            await pump.wait_appended(target)  # a stream held back goes on in its own task
+        self._log.set_exited(exit_code, signum)
+        await self._wait_output_end(poller, active)
+        self._log.set_closed()
+        self._close_descriptors(keep_read_stdin=True)
+        self._done.set()
+
+    def _pull(self, pump: Pump | None, poller: select.epoll, active: dict[int, Pump]) -> Pull:
+        """Pull ``pump`` (the session's task reads it); one that is done, or held back by a
+        slow subscription, leaves the poller (the latter for a task of its own)."""
+        if pump is None:  # pragma: no cover - every registered descriptor is a pump's
+            return Pull.EOF
+        pulled = pump.pull()
+        if pulled is Pull.EOF or pulled is Pull.HELD:
+            poller.unregister(pump.fd)
+            del active[pump.fd]
+            if pulled is Pull.HELD:
+                self._nursery.start_soon(pump.run)
+        return pulled
+
+    async def _pull_to_eof(self, poller: select.epoll, active: dict[int, Pump]) -> None:
+        """Read every output until end of file (in a task of its own for a held one)."""
+        while active:
+            await trio.lowlevel.wait_readable(poller.fileno())
+            for fd, _ in poller.poll(0):
+                self._pull(active.get(fd), poller, active)
+        for pump in self._pumps:
+            await pump.at_eof.wait()
+
+    def _open_exit_fd(self) -> tuple[int, trio.Event | None]:
+        """A descriptor that becomes readable when the child exits: its pidfd, or (kernels
+        before 5.3, or a child the kernel already reaped) an eventfd that a worker
+        thread's ``waitid`` signals. The Event (None with a pidfd) is set then too."""
+        try:
+            return os.pidfd_open(self.pid), None
+        except OSError:
+            pass
+        efd = os.eventfd(0, os.EFD_CLOEXEC)
+        done = trio.Event()
+
+        async def wait_in_thread() -> None:
+            flags = os.WEXITED | os.WNOWAIT
+            # Shielded like the session's task; the end of the block cancels it last.
+            with self._helpers_scope:
+                try:
+                    self._waited = await trio.to_thread.run_sync(
+                        partial(os.waitid, os.P_PID, self.pid, flags), abandon_on_cancel=True
+                    )
+                except ChildProcessError as exc:
+                    self._waited = exc
+                finally:
+                    done.set()
+                    os.eventfd_write(efd, 1)
+
+        self._nursery.start_soon(wait_in_thread)
+        return efd, done
+
+    def _exit_status(self, exit_fd: int, waiter: trio.Event | None) -> tuple[int, int | None]:
+        """The exit of the child, which exited; ``(exit_code, signal)``, leaving a zombie.
 
         When the program ignores SIGCHLD (``SIG_IGN``), the kernel reaps the child itself
         and its status is lost: ``waitid`` fails with ECHILD. Then, as
         :meth:`subprocess.Popen.wait` and :func:`trio.run_process` do, the exit code is 0.
         """
         try:
-            result = await self._wait_exit_status()
+            if waiter is None:
+                # The pidfd names our child for sure (not a process that reused its pid):
+                # ECHILD here means the kernel reaped it (SIGCHLD ignored). Never blocks:
+                # the pidfd said the child exited.
+                result = os.waitid(os.P_PIDFD, exit_fd, os.WEXITED | os.WNOWAIT)
+            else:
+                waited = self._waited
+                if isinstance(waited, ChildProcessError):
+                    raise waited
+                result = waited
         except ChildProcessError:
             self._popen.returncode = 0  # so that Popen never waits for a reused pid
             self._reaped = True
@@ -121,54 +232,10 @@ class LocalProcess(ExecProcess):
                 self._group_gone = True
                 self._forget_group()
             return 0, None
+        assert result is not None
         return exit_status(result)
 
-    async def _wait_exit_status(self) -> os.waitid_result:
-        flags = os.WEXITED | os.WNOWAIT
-        try:
-            pidfd = os.pidfd_open(self.pid)
-        except OSError:
-            pidfd = -1
-        if pidfd < 0:  # kernels before 5.3, or a child already reaped by the kernel
-            result = await trio.to_thread.run_sync(
-                partial(os.waitid, os.P_PID, self.pid, flags), abandon_on_cancel=True
-            )
-        else:
-            try:
-                # The pidfd names our child for sure (not a process that reused its pid):
-                # ECHILD here means the kernel reaped it (SIGCHLD ignored).
-                result = os.waitid(os.P_PIDFD, pidfd, flags | os.WNOHANG)  # noqa: ASYNC222
-                if result is None:
-                    await trio.lowlevel.wait_readable(pidfd)
-                    # Never blocks: the pidfd said the child exited.
-                    result = os.waitid(os.P_PIDFD, pidfd, flags)  # noqa: ASYNC222
-            finally:
-                trio.lowlevel.notify_closing(pidfd)
-                os.close(pidfd)
-        assert result is not None
-        return result
-
-    async def _reap(self) -> None:
-        exit_code, signum = await self._wait_exit()
-        self._child_exited.set()
-        if self.tty:
-            with trio.move_on_after(PTY_EXIT_SETTLE):
-                for pump in self._pumps:
-                    await pump.at_eof.wait()
-        # Everything in the pipes now was written before the exit (or by grandchildren).
-        targets = [
-            (pump, pump.read_total + (0 if pump.at_eof.is_set() else pending_bytes(pump.fd)))
-            for pump in self._pumps
-        ]
-        for pump, target in targets:
-            await pump.wait_appended(target)
-        self._log.set_exited(exit_code, signum)
-        await self._wait_output_end()
-        self._log.set_closed()
-        self._close_descriptors(keep_read_stdin=True)
-        self._done.set()
-
-    async def _wait_output_end(self) -> None:
+    async def _wait_output_end(self, poller: select.epoll, active: dict[int, Pump]) -> None:
         """Wait until every output stream is at end of file, but once the child exited and
         its group was SIGKILLed (leaving the block, :meth:`signal`, the end of a grace),
         at most :data:`CLOSE_DRAIN_TIMEOUT` more: only a process outside the group (one
@@ -176,14 +243,13 @@ class LocalProcess(ExecProcess):
         that process's later output is dropped, so ``Closed`` is sequenced on every path
         where the child's group was killed, remote sessions included."""
         if all(pump.at_eof.is_set() for pump in self._pumps):
-            await trio.lowlevel.checkpoint()  # the common case: no nursery needed
+            await trio.lowlevel.checkpoint()
             return
         killed_at = self._killed_at
         deadline = math.inf if killed_at is None else killed_at + CLOSE_DRAIN_TIMEOUT
         with trio.CancelScope(deadline=deadline) as scope:
             self._drain_scope = scope  # a SIGKILL of the group sets its deadline
-            for pump in self._pumps:
-                await pump.at_eof.wait()
+            await self._pull_to_eof(poller, active)
         self._drain_scope = None
         if scope.cancelled_caught:  # drop what a process outside the group still writes
             for pump in self._pumps:
@@ -230,6 +296,13 @@ class LocalProcess(ExecProcess):
             if self._keeper_of_cgroup is not None:
                 self._keeper_of_cgroup.unregister_cgroup(path)
                 self._keeper_of_cgroup = None
+
+    def _stop_tasks(self) -> None:
+        """Stop the session's helper tasks: the reading of held-back streams, and the
+        ``waitid`` thread where there is no pidfd."""
+        for pump in self._pumps:
+            pump.stop()
+        self._helpers_scope.cancel()
 
     def _kill_group(self, sig: int) -> None:
         """Signal the child's process group, unless it is known to be gone.

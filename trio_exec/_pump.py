@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import errno
 import fcntl
 import os
@@ -18,6 +19,7 @@ __all__ = [
     "PIPE_BUFFER_BYTES",
     "READS_PER_CHUNK",
     "READ_CHUNK_BYTES",
+    "Pull",
     "Pump",
     "pending_bytes",
 ]
@@ -73,8 +75,28 @@ def pending_bytes(fd: int) -> int:
     return int.from_bytes(buf, "little", signed=True)
 
 
+class Pull(enum.Enum):
+    """Why :meth:`Pump.pull` returned."""
+
+    DRAINED = "drained"
+    """The descriptor has nothing more for now: wait until it is readable."""
+    MORE = "more"
+    """:data:`CHECKPOINT_BYTES` were sequenced and more may be waiting: checkpoint first."""
+    HELD = "held"
+    """The log had no room for the chunk read: the pump holds it, :meth:`Pump.run`
+    appends it once there is room and goes on reading in a task of its own."""
+    EOF = "eof"
+    """End of file: :attr:`Pump.at_eof` is set."""
+
+
 class Pump:
-    """Reads one output descriptor into the log until end of file."""
+    """Reads one output descriptor into the log until end of file.
+
+    Two ways: the session's task calls :meth:`pull` when the descriptor is readable (the
+    common case: no task per stream), and a stream that a slow subscription holds back
+    moves to a task of its own, :meth:`run`, which can wait for room in the log while the
+    session's task goes on with the other streams and the exit.
+    """
 
     def __init__(self, stream: OutputStream, fd: int, log: ProcessLog) -> None:
         self.stream = stream
@@ -89,64 +111,112 @@ class Pump:
         self.at_eof = trio.Event()
         """Set once no more output will be appended: end of file, or :meth:`stop`."""
         self._progress = trio.lowlevel.ParkingLot()
-        self._reading = trio.CancelScope()
+        self._held: bytes | None = None
+        self._reading = trio.CancelScope(shield=True)
+
+    def pull(self) -> Pull:
+        """Read and sequence what the descriptor has, without waiting, until it is
+        drained, at end of file, :data:`CHECKPOINT_BYTES` later, or until the log has no
+        room for a chunk (held then, for :meth:`run`)."""
+        if self.at_eof.is_set():
+            return Pull.EOF
+        log = self._log
+        budget = CHECKPOINT_BYTES
+        while True:
+            data, drained, eof = self._gather()
+            if data is not None:
+                if not log.append_output_if_room(self.stream, data):
+                    self._held = data
+                    return Pull.HELD
+                self._appended(len(data))
+                budget -= len(data)
+            if eof:
+                self._finish()
+                return Pull.EOF
+            if drained:
+                return Pull.DRAINED
+            if budget <= 0:
+                return Pull.MORE
 
     async def run(self) -> None:
-        """Read the descriptor into the log until end of file or :meth:`stop`."""
+        """Append the held chunk (if any), then read the descriptor into the log until end
+        of file or :meth:`stop`, waiting for room in the log as needed.
+
+        **Cancellation:** shielded; only :meth:`stop` ends it early.
+        """
         with self._reading:
+            held, self._held = self._held, None
+            if held is not None:
+                await self._log.append_output(self.stream, held)
+                self._appended(len(held))
             await self._read_to_eof()
-        self.at_eof.set()
-        self._progress.unpark_all()
+        self._finish()
 
     def stop(self) -> None:
         """Stop reading: what has not been appended yet is dropped; sets :attr:`at_eof`."""
+        self._held = None
         self._reading.cancel()
+        self._finish()
+
+    def _finish(self) -> None:
+        self.at_eof.set()
+        self._progress.unpark_all()
+
+    def _appended(self, size: int) -> None:
+        self.appended_total += size
+        if self._progress:
+            self._progress.unpark_all()
+
+    def _gather(self) -> tuple[bytes | None, bool, bool]:
+        """Read one chunk: consecutive reads while the descriptor has data, up to a chunk's
+        worth. Returns the chunk (None if nothing was read), whether the descriptor was
+        drained, and whether it is at end of file."""
+        fd = self.fd
+        parts: list[bytes] = []
+        size = 0
+        drained = eof = False
+        for _ in range(READS_PER_CHUNK):
+            try:
+                data = os.read(fd, READ_CHUNK_BYTES - size)
+            except BlockingIOError:
+                drained = True
+                break
+            except OSError as exc:
+                # A PTY master reads EIO once every slave descriptor is closed.
+                if exc.errno != errno.EIO:
+                    raise
+                data = b""
+            if not data:
+                eof = True
+                break
+            parts.append(data)
+            size += len(data)
+            if size >= READ_CHUNK_BYTES:
+                break
+        if not size:
+            return None, drained, eof
+        if size >= _DEFAULT_PIPE_BYTES and self._grow:
+            self._grow = False
+            grow_pipe(fd)
+        self.read_total += size
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), drained, eof
 
     async def _read_to_eof(self) -> None:
-        fd = self.fd
         log = self._log
         stream = self.stream
-        progress = self._progress
         unchecked = 0  # bytes sequenced since the last checkpoint
-        at_eof = False
-        while not at_eof:
-            # Gather one chunk: read while the pipe has data, up to a chunk's worth.
-            parts: list[bytes] = []
-            size = 0
-            drained = False
-            for _ in range(READS_PER_CHUNK):
-                try:
-                    data = os.read(fd, READ_CHUNK_BYTES - size)
-                except BlockingIOError:
-                    drained = True
-                    break
-                except OSError as exc:
-                    # A PTY master reads EIO once every slave descriptor is closed.
-                    if exc.errno != errno.EIO:
-                        raise
-                    data = b""
-                if not data:
-                    at_eof = True
-                    break
-                parts.append(data)
-                size += len(data)
-                if size >= READ_CHUNK_BYTES:
-                    break
-            if size:
-                if size >= _DEFAULT_PIPE_BYTES and self._grow:
-                    self._grow = False
-                    grow_pipe(fd)
-                self.read_total += size
-                data = parts[0] if len(parts) == 1 else b"".join(parts)
+        while True:
+            data, drained, eof = self._gather()
+            if data is not None:
                 if not log.append_output_if_room(stream, data):
                     await log.append_output(stream, data)
-                self.appended_total += size
-                if progress:
-                    progress.unpark_all()
-                unchecked += size
+                self._appended(len(data))
+                unchecked += len(data)
+            if eof:
+                return
             if drained:
                 unchecked = 0
-                await trio.lowlevel.wait_readable(fd)
+                await trio.lowlevel.wait_readable(self.fd)
             elif unchecked >= CHECKPOINT_BYTES:
                 unchecked = 0
                 await trio.lowlevel.checkpoint()

@@ -164,3 +164,35 @@ async def test_a_chunk_is_appended_as_soon_as_the_pipe_is_empty() -> None:
             os.close(write_fd)
         os.close(read_fd)
     assert pump.at_eof.is_set()
+
+
+HELD_STDOUT: Final = (
+    "import os, threading\n"
+    "out = threading.Thread(target=os.write, args=(1, b'o' * (3 << 20)))\n"
+    "out.start()\n"
+    "for i in range(32):\n"
+    "    os.write(2, bytes([i]) * 65536)\n"
+    "out.join()\n"
+)
+"""3 MiB to stdout from a thread while the main thread writes 2 MiB to stderr."""
+
+
+async def test_a_held_back_stream_moves_to_its_own_task_and_the_others_flow() -> None:
+    # Nobody reads stdout until stderr is over: stdout is held back (its chunk waits in
+    # a task of its own), while the session's task goes on with stderr and the exit.
+    async with tx.open_process([sys.executable, "-c", HELD_STDOUT]) as proc:
+        stdout = proc.subscribe(streams={OutputStream.STDOUT})
+        stderr = proc.subscribe(streams={OutputStream.STDERR})
+        with trio.fail_after(TIMEOUT):
+            err = b""
+            while len(err) < 32 * 65536:  # all of stderr, stdout unread meanwhile
+                event = await stderr.receive()
+                assert isinstance(event, tx.Output)
+                err += event.data
+            held = proc.statistics().retained_bytes  # stdout's retention is full
+            assert tx.DEFAULT_RETAINED_BYTES <= held <= 2 * tx.DEFAULT_RETAINED_BYTES
+            out = b"".join([event.data async for event in stdout if isinstance(event, tx.Output)])
+            assert await proc.wait() == 0
+            await stderr.aclose()
+    assert err == b"".join(bytes([i]) * 65536 for i in range(32))
+    assert out == b"o" * (3 << 20)
