@@ -3,32 +3,36 @@
 Theory of operation
 -------------------
 Each child runs in a new session (``setsid``), so its pid is also its process group id
-and every signal goes to the whole group. Three kinds of task feed the session's
-:class:`~trio_exec._log.ProcessLog`:
+and every signal goes to the whole group. One task per session feeds its
+:class:`~trio_exec._log.ProcessLog`. It waits on an epoll of its own, which watches the
+output descriptors (stdout and stderr, or the PTY master) and the child's pidfd:
 
-* one **pump** per output stream (stdout and stderr, or the PTY master) reads the
-  non-blocking descriptor and appends chunks to the log. ``append_output`` waits while
-  a subscription is behind, so a slow consumer stops the pump, the pipe fills, and the
-  child blocks in ``write``: backpressure instead of unbounded memory.
-* one **reaper** waits on a pidfd for the child's exit. It peeks at the exit status with
+* each readable descriptor's **pump** reads it (non-blocking, whole chunks gathered from
+  consecutive reads) and appends to the log. When a subscription is so far behind that
+  a chunk has no room, that stream moves to a task of its own, which waits in
+  ``append_output``: a slow consumer stops that stream's reads, the pipe fills, and the
+  child blocks in ``write``: backpressure instead of unbounded memory, while the other
+  stream and the exit go on.
+* the **exit**: once the pidfd is readable, the task peeks at the exit status with
   ``waitid(WNOWAIT)`` and leaves the child a zombie until the block is left, so the
   pid (which is also the group id) cannot be reused while we may still signal it.
-  Before it sequences ``Exited`` it waits until the pumps have appended every byte that
-  was in the pipes when the child exited (``FIONREAD``): output the child wrote before
-  exiting always precedes ``Exited`` (invariant 4), while output of grandchildren that
-  keeps coming never delays it. It sequences ``Closed`` once every stream is at EOF, or
+  Before it sequences ``Exited`` it reads every byte that was in the pipes when the
+  child exited (``FIONREAD``): output the child wrote before exiting always precedes
+  ``Exited`` (invariant 4), while output of grandchildren that keeps coming never delays
+  it. It sequences ``Closed`` once every stream is at EOF, or
   :data:`CLOSE_DRAIN_TIMEOUT` after the group was SIGKILLed (then only a process that
-  left the group can still hold a stream open; the pumps stop reading it), and then
+  left the group can still hold a stream open; its output is dropped), and then
   closes the session's descriptors (output pipes, PTY master, and the stdin pipe unless
   a job of the group still reads it): a session kept open after its end (the server
   retains finished processes) holds only its log and the zombie that pins the group id.
+  Without pidfds (Linux before 5.3) a worker thread's ``waitid`` signals an eventfd.
 
 When the program ignores SIGCHLD (``signal.signal(SIGCHLD, SIG_IGN)``), the kernel reaps
 each child as it exits and discards its status, as it does for :mod:`subprocess`: the
 session then reports exit code 0, as ``Popen.wait`` and ``trio.run_process`` do. No
 zombie pins the pid, so the group id is not pinned either: a signal sent to the group
 after the child exited could reach a new group that reused the id once every member is
-gone (the reaper stops signalling the group as soon as it sees it empty).
+gone (the session stops signalling the group as soon as it sees it empty).
 
 ``LocalBackend(start_new_session=False)`` keeps its children in this process's session
 and process group, so that a terminal's Ctrl-C reaches them (:func:`connect_command`

@@ -1,4 +1,4 @@
-"""LocalProcess: the session of one local child, driven by its pumps and its reaper.
+"""LocalProcess: the session of one local child, driven by one task.
 
 See the theory of operation in :mod:`trio_exec._local`.
 """
@@ -20,6 +20,7 @@ from ._backend import DEFAULT_GRACE, ExecProcess, check_dimensions, check_second
 from ._cgroup import kill_at_once, kill_cgroup, remove_cgroup
 from ._errors import UnsupportedOperation
 from ._events import WriteStatus
+from ._exit import ExitWatch, exit_status
 from ._group import group_exists, killpg, wait_cgroup_empty, wait_group_gone
 from ._keeper import Keeper
 from ._log import ProcessLog
@@ -36,18 +37,11 @@ open that long; its later output is then dropped and ``Closed`` is sequenced. An
 server's session ends the same way when its client terminates or kills the process."""
 
 PTY_EXIT_SETTLE: Final = 0.05
-"""Seconds the reaper lets a PTY reach end of file after the child exits before it
+"""Seconds the session lets a PTY reach end of file after the child exits before it
 measures the terminal's pending input. The kernel hands terminal output to the master
 asynchronously; when the child was the last holder of the terminal, end of file comes
 first and ordering is exact; otherwise output the kernel is still moving after this
 delay may follow ``Exited``."""
-
-
-def exit_status(result: os.waitid_result) -> tuple[int, int | None]:
-    """Map a waitid result to ``(exit_code, signal)`` in the shell's convention."""
-    if result.si_code == os.CLD_EXITED:
-        return result.si_status, None
-    return 128 + result.si_status, result.si_status
 
 
 @final
@@ -88,8 +82,6 @@ class LocalProcess(ExecProcess):
         self._drain_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery
         """Where a held-back stream's task runs (the block's nursery)."""
-        self._waited: os.waitid_result | ChildProcessError | None = None
-        """The worker thread's ``waitid`` result, where there is no pidfd."""
         """The scope of the wait for the end of output, which a SIGKILL bounds."""
         self._cgroup = child.cgroup
         """The child's own cgroup until it is removed; the keeper has it registered."""
@@ -105,7 +97,7 @@ class LocalProcess(ExecProcess):
         """The session's task: read the outputs, wait for the exit, sequence Exited and
         Closed. ``nursery`` takes the task of a stream that a slow subscription holds
         back (see :class:`~trio_exec._pump.Pump`)."""
-        # Shielded: cancelling the block must not stop the reaper and the pumps before
+        # Shielded: cancelling the block must not stop the session's task and its pumps before
         # _shutdown has terminated and drained the child; _shutdown cancels them last.
         with self._tasks_scope:
             self._nursery = nursery
@@ -122,20 +114,20 @@ class LocalProcess(ExecProcess):
         active = {pump.fd: pump for pump in self._pumps}
         for fd in active:
             poller.register(fd, select.EPOLLIN)
-        exit_fd, waiter = self._open_exit_fd()
+        watch = ExitWatch(self.pid, self._nursery, self._helpers_scope)
         try:
-            poller.register(exit_fd, select.EPOLLIN)
+            poller.register(watch.fd, select.EPOLLIN)
             exited = False
             while not exited:
                 await trio.lowlevel.wait_readable(poller.fileno())
                 for fd, _ in poller.poll(0):
-                    if fd == exit_fd:
+                    if fd == watch.fd:
                         exited = True
                     else:
                         self._pull(active.get(fd), poller, active)
-            exit_code, signum = self._exit_status(exit_fd, waiter)
+            exit_code, signum = self._exit_status(watch)
         finally:
-            os.close(exit_fd)
+            watch.close()
         self._child_exited.set()
         if self.tty:
             with trio.move_on_after(PTY_EXIT_SETTLE):
@@ -179,35 +171,7 @@ class LocalProcess(ExecProcess):
         for pump in self._pumps:
             await pump.at_eof.wait()
 
-    def _open_exit_fd(self) -> tuple[int, trio.Event | None]:
-        """A descriptor that becomes readable when the child exits: its pidfd, or (kernels
-        before 5.3, or a child the kernel already reaped) an eventfd that a worker
-        thread's ``waitid`` signals. The Event (None with a pidfd) is set then too."""
-        try:
-            return os.pidfd_open(self.pid), None
-        except OSError:
-            pass
-        efd = os.eventfd(0, os.EFD_CLOEXEC)
-        done = trio.Event()
-
-        async def wait_in_thread() -> None:
-            flags = os.WEXITED | os.WNOWAIT
-            # Shielded like the session's task; the end of the block cancels it last.
-            with self._helpers_scope:
-                try:
-                    self._waited = await trio.to_thread.run_sync(
-                        partial(os.waitid, os.P_PID, self.pid, flags), abandon_on_cancel=True
-                    )
-                except ChildProcessError as exc:
-                    self._waited = exc
-                finally:
-                    done.set()
-                    os.eventfd_write(efd, 1)
-
-        self._nursery.start_soon(wait_in_thread)
-        return efd, done
-
-    def _exit_status(self, exit_fd: int, waiter: trio.Event | None) -> tuple[int, int | None]:
+    def _exit_status(self, watch: ExitWatch) -> tuple[int, int | None]:
         """The exit of the child, which exited; ``(exit_code, signal)``, leaving a zombie.
 
         When the program ignores SIGCHLD (``SIG_IGN``), the kernel reaps the child itself
@@ -215,16 +179,7 @@ class LocalProcess(ExecProcess):
         :meth:`subprocess.Popen.wait` and :func:`trio.run_process` do, the exit code is 0.
         """
         try:
-            if waiter is None:
-                # The pidfd names our child for sure (not a process that reused its pid):
-                # ECHILD here means the kernel reaped it (SIGCHLD ignored). Never blocks:
-                # the pidfd said the child exited.
-                result = os.waitid(os.P_PIDFD, exit_fd, os.WEXITED | os.WNOWAIT)
-            else:
-                waited = self._waited
-                if isinstance(waited, ChildProcessError):
-                    raise waited
-                result = waited
+            result = watch.status()
         except ChildProcessError:
             self._popen.returncode = 0  # so that Popen never waits for a reused pid
             self._reaped = True
@@ -232,7 +187,6 @@ class LocalProcess(ExecProcess):
                 self._group_gone = True
                 self._forget_group()
             return 0, None
-        assert result is not None
         return exit_status(result)
 
     async def _wait_output_end(self, poller: select.epoll, active: dict[int, Pump]) -> None:

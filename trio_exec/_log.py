@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A :class:`ProcessLog` is the single source of truth for a process's events. Producers
-(the local pumps and reaper, or the remote client's publisher) append to it in seq
+(a local session's task and its pumps, or the remote client's publisher) append to it in seq
 order; consumers read it two ways:
 
 * **Subscriptions** (:meth:`ProcessLog.subscribe`) are cursors over the log exposed as a

@@ -152,7 +152,7 @@ class _ConnectionState:
 
         The connections (RPC reader and writer), the publishers and the recovery run in
         :attr:`_connections` and :attr:`_nursery`, shielded from a cancellation of the
-        scope around the backend block, as a local process's pumps and reaper are: when
+        scope around the backend block, as a local process's task is: when
         that scope is cancelled, the process blocks nested in the backend block shut
         down (shielded), and their terminate requests, the answers and the exit events
         must still get through. Once the backend block is left (every process block in

@@ -21,7 +21,7 @@ stderr only and read by a task of the block, hands the child's stderr to a callb
 logger as it arrives, whether or not stdout is being read.
 
 Why a context manager and not a plain ``await open_stream(...)``: a session runs tasks in a
-nursery (the local pumps and reaper), and a Trio nursery must be left by the task that
+nursery (a local session's task), and a Trio nursery must be left by the task that
 entered it, in nesting order. A stream that owned its session could then only be closed by
 the task that opened it, and only in reverse order of opening; trio's stream contract lets
 any task close a stream. So the block owns the session and ``aclose`` only stops the child.
