@@ -9,7 +9,7 @@
   ``trio.lowlevel.open_process(...).stdout``.
 
 Ratios are ours / baseline (higher is better); machines are noisy, so each figure is
-the best of a few runs, alternating ours and the baseline.
+the best of seven runs, alternating ours and the baseline.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ._common import exit_status, report, sized, timed
 
 SPAWNS = sized(300, 3)
 DRAIN_BYTES = sized(256 * 1024 * 1024, 1024 * 1024)
-REPEATS = sized(5, 1)
+REPEATS = sized(7, 1)
 
 
 CGROUP_TARGET = 0.15
