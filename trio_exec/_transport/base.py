@@ -162,7 +162,8 @@ class StreamTransport(MessageTransport):
         send_stream: where messages go, one compact JSON object and ``\\n`` each.
         receive_stream: where messages come from; blank lines are skipped.
         max_message_bytes: the longest line accepted; a longer one breaks the transport.
-        receive_chunk_bytes: the most bytes read from ``receive_stream`` at once.
+        receive_chunk_bytes: the most bytes read from ``receive_stream`` at once (256 KiB:
+            an output notification of 128 KiB is about 175 KB of JSON, read in one go).
     """
 
     def __init__(
@@ -171,7 +172,7 @@ class StreamTransport(MessageTransport):
         receive_stream: trio.abc.ReceiveStream,
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        receive_chunk_bytes: int = 64 * 1024,
+        receive_chunk_bytes: int = 256 * 1024,
     ) -> None:
         self._send_stream = send_stream
         self._receive_stream = receive_stream
