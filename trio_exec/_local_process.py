@@ -80,9 +80,9 @@ class LocalProcess(ExecProcess):
         self._killed_at: float | None = None
         """When the group was first SIGKILLed (trio's clock), or None."""
         self._drain_scope: trio.CancelScope | None = None
+        """The scope of the wait for the end of output, which a SIGKILL bounds."""
         self._nursery: trio.Nursery
         """Where a held-back stream's task runs (the block's nursery)."""
-        """The scope of the wait for the end of output, which a SIGKILL bounds."""
         self._cgroup = child.cgroup
         """The child's own cgroup until it is removed; the keeper has it registered."""
 
@@ -119,12 +119,7 @@ class LocalProcess(ExecProcess):
             poller.register(watch.fd, select.EPOLLIN)
             exited = False
             while not exited:
-                await trio.lowlevel.wait_readable(poller.fileno())
-                for fd, _ in poller.poll(0):
-                    if fd == watch.fd:
-                        exited = True
-                    else:
-                        self._pull(active.get(fd), poller, active)
+                exited = await self._pull_ready(poller, active, exit_fd=watch.fd)
             exit_code, signum = self._exit_status(watch)
         finally:
             watch.close()
@@ -149,11 +144,23 @@ class LocalProcess(ExecProcess):
         self._close_descriptors(keep_read_stdin=True)
         self._done.set()
 
-    def _pull(self, pump: Pump | None, poller: select.epoll, active: dict[int, Pump]) -> Pull:
+    async def _pull_ready(
+        self, poller: select.epoll, active: dict[int, Pump], exit_fd: int = -1
+    ) -> bool:
+        """Wait until a descriptor of ``poller`` is readable and pull the pumps that are;
+        return whether ``exit_fd`` (registered too, if given) was readable."""
+        await trio.lowlevel.wait_readable(poller.fileno())
+        exited = False
+        for fd, _ in poller.poll(0):
+            if fd == exit_fd:
+                exited = True
+            else:
+                self._pull(active[fd], poller, active)
+        return exited
+
+    def _pull(self, pump: Pump, poller: select.epoll, active: dict[int, Pump]) -> Pull:
         """Pull ``pump`` (the session's task reads it); one that is done, or held back by a
         slow subscription, leaves the poller (the latter for a task of its own)."""
-        if pump is None:  # pragma: no cover - every registered descriptor is a pump's
-            return Pull.EOF
         pulled = pump.pull()
         if pulled is Pull.EOF or pulled is Pull.HELD:
             poller.unregister(pump.fd)
@@ -165,9 +172,7 @@ class LocalProcess(ExecProcess):
     async def _pull_to_eof(self, poller: select.epoll, active: dict[int, Pump]) -> None:
         """Read every output until end of file (in a task of its own for a held one)."""
         while active:
-            await trio.lowlevel.wait_readable(poller.fileno())
-            for fd, _ in poller.poll(0):
-                self._pull(active.get(fd), poller, active)
+            await self._pull_ready(poller, active)
         for pump in self._pumps:
             await pump.at_eof.wait()
 

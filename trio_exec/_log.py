@@ -217,10 +217,10 @@ class ProcessLog:
 
     def append_output_if_room(self, stream: OutputStream, data: bytes) -> bool:
         """:meth:`append_output` if it would not wait (True), else nothing (False)."""
-        if self._backpressure and not self._has_room(stream, len(data)) and not self.finished:
-            return False
         if not data:
             raise ValueError("output chunks are never empty")
+        if self._backpressure and not self._has_room(stream, len(data)) and not self.finished:
+            return False
         self._append(stream, data, respect_pins=self._backpressure)
         return True
 
@@ -293,7 +293,7 @@ class ProcessLog:
     def _lag(self, subscription: EventSubscription) -> int:
         """Retained output of the subscription's streams that it has not received."""
         wanted = subscription.streams
-        cursor = max(subscription.cursor, self.first_whole_seq(wanted))
+        cursor = subscription._effective_cursor()
         lag = 0
         for stream, chunks in self._streams.items():
             if stream in wanted:
@@ -319,7 +319,7 @@ class ProcessLog:
         """Per stream, the lowest seq some subscription that wants it still needs."""
         pins = dict.fromkeys(self._streams, self._next_seq)
         for subscription in self._subscriptions:
-            cursor = max(subscription.cursor, self.first_whole_seq(subscription.streams))
+            cursor = subscription._effective_cursor()
             for stream in subscription.streams:
                 if stream in pins and cursor < pins[stream]:
                     pins[stream] = cursor

@@ -208,8 +208,7 @@ class Pump:
         while True:
             data, drained, eof = self._gather()
             if data is not None:
-                if not log.append_output_if_room(stream, data):
-                    await log.append_output(stream, data)
+                await log.append_output(stream, data)
                 self._appended(len(data))
                 unchecked += len(data)
             if eof:
