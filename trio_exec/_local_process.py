@@ -117,9 +117,14 @@ class LocalProcess(ExecProcess):
         watch = ExitWatch(self.pid, self._nursery, self._helpers_scope)
         try:
             poller.register(watch.fd, select.EPOLLIN)
-            exited = False
-            while not exited:
-                exited = await self._pull_ready(poller, active, exit_fd=watch.fd)
+            try:
+                exited = False
+                while not exited:
+                    exited = await self._pull_ready(poller, active, exit_fd=watch.fd)
+            finally:
+                # Before closing it: a child forked meanwhile (another session's spawn)
+                # may hold a copy of the descriptor, which would keep it in the poller.
+                poller.unregister(watch.fd)
             exit_code, signum = self._exit_status(watch)
         finally:
             watch.close()
