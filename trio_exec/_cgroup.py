@@ -10,9 +10,11 @@ holds every descendant, whatever its session, and cgroup v2 kills a whole cgroup
 (root, or a subtree delegated to its user), each local session gets one:
 ``<own cgroup>/trio-exec-<pid>-<n>``. :func:`containment` finds out once per process.
 
-The child enters its cgroup before it runs any code of its own: between fork and exec it
-writes ``0`` (itself) into a ``cgroup.procs`` descriptor the parent opened, so nothing it
-forks can start outside. Leaving the block writes ``1`` into ``cgroup.kill``, waits
+The child is in its cgroup before it runs any code of its own, so nothing it forks can
+start outside. Either it enters it between fork and exec (it writes ``0``, itself, into a
+``cgroup.procs`` descriptor the parent opened), or, in a process that spawns only through
+trio_exec (``LocalBackend(sole_spawner=True)``), it starts there: this process moves
+itself into the new cgroup (:func:`move_self`), spawns with ``vfork``, and moves back. Leaving the block writes ``1`` into ``cgroup.kill``, waits
 (:data:`CGROUP_EMPTY_TIMEOUT` at most) until ``cgroup.events`` says the cgroup is empty,
 and removes the directory (sub-cgroups first: a nested exec server makes its own).
 Where ``cgroup.kill`` is missing, the cgroup is frozen, every member SIGKILLed and then
@@ -44,6 +46,7 @@ __all__ = [
     "kill_and_remove",
     "kill_at_once",
     "kill_cgroup",
+    "move_self",
     "remove_cgroup",
 ]
 
@@ -202,6 +205,18 @@ def create_cgroup(parent: str) -> str:
         except FileExistsError:
             continue  # left by an earlier process that had this pid
         return path
+
+
+def move_self(path: str) -> None:
+    """Move this whole process (every thread) into cgroup ``path``; raises OSError.
+
+    What it forks from then on starts there. The writer needs write access to
+    ``cgroup.procs`` of the cgroup that holds both the old and the new one, as for
+    moving a child.
+    """
+    procs = os.path.join(path, "cgroup.procs")
+    if not _write(procs, b"0"):  # 0: the writing process
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), procs)
 
 
 def is_populated(path: str) -> bool:

@@ -5,20 +5,75 @@ process's group), in a cgroup of its own where asked, and the mapping of a faile
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
+from typing import Final, TypeAlias
 
 import attrs
 import trio
 
 from . import _pty
-from ._cgroup import create_cgroup, remove_cgroup
+from ._cgroup import create_cgroup, move_self, remove_cgroup
 from ._errors import SpawnError
 from ._events import OutputStream
 from ._keeper import Keeper
 
 __all__ = ["Child", "spawn"]
+
+Preexec: TypeAlias = "Callable[[], None] | None"
+_Start: TypeAlias = "Callable[[Preexec], subprocess.Popen[bytes]]"
+
+
+class _SpawnGate:
+    """The spawns of this process: any number at once, or one alone.
+
+    A spawn that moves this process into a cgroup (:func:`_start_inside`) runs alone: a
+    child that another spawn started meanwhile would start in that cgroup too. The
+    others run together. Held by worker threads, around ``Popen`` only.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._together = 0
+        self._alone = False
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Hold the gate with the other spawns that do not move this process."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._alone)
+            self._together += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._together -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        """Hold the gate with no other spawn."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._alone and not self._together)
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._alone = False
+                self._changed.notify_all()
+
+
+_GATE: Final = _SpawnGate()
+"""Every spawn of trio_exec in this process passes it (the keeper's included)."""
+
+_stranded: str | None = None
+"""The cgroup this process could not move back out of, if that ever happened (see
+:func:`_start_inside`); from then on cgroup children are forked into their cgroup."""
 
 
 @attrs.define(kw_only=True)
@@ -48,6 +103,7 @@ async def spawn(
     start_new_session: bool = True,
     inherit_stderr: bool = False,
     cgroup_parent: str | None = None,
+    sole_spawner: bool = False,
 ) -> Child:
     """Start the child in a new session with its pipes or terminal.
 
@@ -61,7 +117,11 @@ async def spawn(
     With ``cgroup_parent`` the child gets a new cgroup under that directory, and enters it
     between fork and exec (it writes ``0`` into the cgroup's ``cgroup.procs``, opened by
     the parent): nothing it runs, nothing it forks, ever runs outside it. That step runs as
-    a ``preexec_fn``, like the terminal's: one ``write`` on a descriptor, no lock taken.
+    a ``preexec_fn``, like the terminal's: one ``write`` on a descriptor, no lock taken;
+    but a ``preexec_fn`` makes ``Popen`` fork a copy of this process rather than
+    ``vfork``. With ``sole_spawner`` as well, the child starts in its cgroup instead: this
+    process moves itself there for the spawn and back (:func:`_start_inside`), while
+    every other spawn of trio_exec in this process waits (:data:`_GATE`).
 
     **Cancellation:** spawning runs to completion in a worker thread; the caller owns the
     child as soon as this returns.
@@ -69,7 +129,7 @@ async def spawn(
     child_fds: list[int] = []
     parent_fds: list[int] = []
     outputs: list[tuple[OutputStream, int]] = []
-    preexec: Callable[[], None] | None = None
+    preexec: Preexec = None
     stdin_w: int | None = None
     master: int | None = None
     cgroup: list[str] = []
@@ -106,30 +166,33 @@ async def spawn(
             parent_fds.append(stdin_w)
         command = args if arg0 is None else [arg0, *args[1:]]
 
+        def start(preexec_fn: Preexec) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                command,
+                executable=None if arg0 is None else args[0],
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                cwd=cwd,
+                env=env,
+                start_new_session=start_new_session,
+                preexec_fn=preexec_fn,
+            )
+
+        inside = sole_spawner and cgroup_parent is not None and _stranded is None
+
         def popen() -> subprocess.Popen[bytes]:
-            if keeper is not None:
-                keeper.start()
-            before_exec = preexec
-            procs = -1
-            if cgroup_parent is not None:
-                cgroup.append(create_cgroup(cgroup_parent))
-                procs = os.open(os.path.join(cgroup[0], "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-                before_exec = partial(_enter_cgroup, procs, preexec)
-            try:
-                child = subprocess.Popen(
-                    command,
-                    executable=None if arg0 is None else args[0],
-                    stdin=stdin,
-                    stdout=stdout,
-                    stderr=stderr,
-                    cwd=cwd,
-                    env=env,
-                    start_new_session=start_new_session,
-                    preexec_fn=before_exec,
-                )
-            finally:
-                if procs >= 0:
-                    os.close(procs)
+            with _GATE.alone() if inside else _GATE.together():
+                if keeper is not None:
+                    keeper.start()
+                if cgroup_parent is None:
+                    child = start(preexec)
+                else:
+                    cgroup.append(create_cgroup(cgroup_parent))
+                    if inside:
+                        child = _start_inside(cgroup[0], cgroup_parent, start, preexec)
+                    else:
+                        child = _start_entering(cgroup[0], start, preexec)
             if keeper is not None:
                 keeper.register(child.pid, cgroup[0] if cgroup else None)
             return child
@@ -164,6 +227,53 @@ async def spawn(
         own_group=start_new_session,
         cgroup=cgroup[0] if cgroup else None,
     )
+
+
+def _start_entering(path: str, start: _Start, preexec: Preexec) -> subprocess.Popen[bytes]:
+    """Fork a child that enters cgroup ``path`` before it runs anything (see :func:`spawn`)."""
+    procs = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        return start(partial(_enter_cgroup, procs, preexec))
+    finally:
+        os.close(procs)
+
+
+def _start_inside(path: str, home: str, start: _Start, preexec: Preexec) -> subprocess.Popen[bytes]:
+    """Start a child in cgroup ``path`` by spawning from inside it: this process moves
+    into it, spawns (``vfork`` unless a terminal needs a ``preexec``), and moves back to
+    ``home``. The caller holds :data:`_GATE` alone, so no other spawn of ours starts
+    meanwhile.
+
+    Should this process fail to move back (it cannot: ``home`` holds ``path``, and the
+    move in was allowed), it stays in ``path``, which then must never be killed: the
+    child is SIGKILLed and reaped, OSError is raised, and later spawns fork instead.
+    """
+    global _stranded
+    move_self(path)
+    child: subprocess.Popen[bytes] | None = None
+    try:
+        child = start(preexec)
+    finally:
+        try:
+            move_self(home)
+        except OSError as exc:
+            _stranded = path
+            if child is not None:
+                _kill_and_reap(child)
+            raise OSError(
+                exc.errno,
+                f"this process could not move back out of the cgroup it spawned in "
+                f"({exc.strerror}); it stays there, and later spawns fork instead",
+                path,
+            ) from exc
+    return child
+
+
+def _kill_and_reap(child: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a child that must not run, with its group, and reap it (a child that gets a
+    cgroup always leads a group: its pid, pinned until it is reaped)."""
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
 
 
 def _enter_cgroup(procs: int, then: Callable[[], None] | None) -> None:

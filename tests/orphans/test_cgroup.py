@@ -130,16 +130,17 @@ async def test_children_in_our_group_stay_in_our_cgroup() -> None:
 # -- the race: nothing the child forks starts outside ---------------------------------------
 
 
-async def test_a_child_that_forks_at_once_never_runs_outside_its_cgroup() -> None:
+@pytest.mark.parametrize("sole_spawner", [False, True], ids=["forked", "spawned-inside"])
+async def test_a_child_that_forks_at_once_never_runs_outside_its_cgroup(sole_spawner: bool) -> None:
     """``setsid -f`` forks as soon as it runs and its parent exits; the forked shell, in a
     new session, reports its cgroup at once. Many at a time, for the spawn thread and the
-    event loop to compete."""
+    event loop to compete; the child enters its cgroup, or starts in it."""
     needs_cgroups()
     argv = ["setsid", "-f", "sh", "-c", "echo $$ $(grep '^0::' /proc/self/cgroup); exec sleep 60"]
     forked: list[int] = []
 
     async def one() -> None:
-        async with tx.LocalBackend().open_process(argv) as proc:
+        async with tx.LocalBackend(sole_spawner=sole_spawner).open_process(argv) as proc:
             assert proc.cgroup is not None
             pid, line = (await read_lines(proc, 1))[0].split()
             forked.append(int(pid))

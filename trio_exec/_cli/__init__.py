@@ -40,7 +40,8 @@ __all__ = ["main", "make_parser"]
 
 async def _main(args: argparse.Namespace) -> int:
     # Whatever this command starts dies with it, even when it is killed (SIGKILL, Ctrl-\).
-    async with LocalBackend(kill_orphans=True) as local:
+    # It starts processes through trio_exec only: each spawns in its cgroup with vfork.
+    async with LocalBackend(kill_orphans=True, sole_spawner=True) as local:
         if args.command == "serve":
             return await serve_command(args, local)
         return await run_command(args, local)
