@@ -81,6 +81,7 @@ from ._cgroup import Containment, ContainmentCheck, containment
 from ._keeper import Keeper
 from ._local_process import LocalProcess
 from ._log import ProcessLog
+from ._pump import READ_CHUNK_BYTES
 from ._spawn import spawn
 from ._util import open_service_nursery
 
@@ -146,6 +147,14 @@ class LocalBackend(ExecBackend):
             another thread, would start in that session's cgroup and be killed when
             its block ends. ``trio-exec serve`` and ``trio-exec run`` pass True: they
             start nothing else. No effect without a cgroup.
+        behind_chunk_bytes: the largest ``Output`` chunk while a slow subscription
+            holds a stream back (default ``READ_CHUNK_BYTES``, 128 KiB, the largest
+            chunk otherwise; at most half of the session's ``retain_bytes``). A local
+            consumer is fastest with chunks that are still in the cache; a consumer that
+            pays much per event (an exec server's client) is faster with fewer, larger
+            ones: :class:`~trio_exec.ExecServer`'s default backend and ``trio-exec
+            serve`` use 512 KiB (``trio_exec._pump.BEHIND_CHUNK_BYTES``). ValueError
+            below 128 KiB.
 
     A program that ignores SIGCHLD (``signal.signal(SIGCHLD, SIG_IGN)``) has its children
     reaped by the kernel, which discards their exit status: sessions then report exit
@@ -167,6 +176,7 @@ class LocalBackend(ExecBackend):
         inherit_stderr: bool = False,
         cgroups: bool = True,
         sole_spawner: bool = False,
+        behind_chunk_bytes: int = READ_CHUNK_BYTES,
     ) -> None:
         if kill_orphans and not start_new_session:
             raise ValueError(
@@ -177,6 +187,16 @@ class LocalBackend(ExecBackend):
         self._inherit_stderr = bool(inherit_stderr)
         self._cgroups = bool(cgroups)
         self._sole_spawner = bool(sole_spawner)
+        if (
+            not isinstance(behind_chunk_bytes, int)
+            or isinstance(behind_chunk_bytes, bool)
+            or behind_chunk_bytes < READ_CHUNK_BYTES
+        ):
+            raise ValueError(
+                f"behind_chunk_bytes must be an int of at least READ_CHUNK_BYTES "
+                f"({READ_CHUNK_BYTES}), not {behind_chunk_bytes!r}"
+            )
+        self._behind_chunk_bytes = behind_chunk_bytes
         self._live: set[str] = set()
         self._keeper = Keeper() if kill_orphans else None
         if self._keeper is not None:
@@ -196,6 +216,11 @@ class LocalBackend(ExecBackend):
     def start_new_session(self) -> bool:
         """Whether each child gets a new session and process group (see the class)."""
         return self._start_new_session
+
+    @property
+    def behind_chunk_bytes(self) -> int:
+        """The largest chunk while a stream is held back (see the class)."""
+        return self._behind_chunk_bytes
 
     @property
     def sole_spawner(self) -> bool:
@@ -320,7 +345,7 @@ class LocalBackend(ExecBackend):
                 cgroup_parent=self.containment.parent,
                 sole_spawner=self._sole_spawner,
             )
-            proc = LocalProcess(pid, child, log, self._keeper)
+            proc = LocalProcess(pid, child, log, self._keeper, self._behind_chunk_bytes)
             try:
                 async with open_service_nursery() as nursery:
                     nursery.start_soon(proc._run, nursery)

@@ -24,7 +24,7 @@ from ._exit import ExitWatch, exit_status
 from ._group import group_exists, killpg, wait_cgroup_empty, wait_group_gone
 from ._keeper import Keeper
 from ._log import ProcessLog
-from ._pump import Pull, Pump, pending_bytes
+from ._pump import READ_CHUNK_BYTES, Pull, Pump, pending_bytes
 from ._spawn import Child
 
 __all__ = ["CLOSE_DRAIN_TIMEOUT", "PTY_EXIT_SETTLE", "LocalProcess"]
@@ -52,7 +52,12 @@ class LocalProcess(ExecProcess):
     """
 
     def __init__(
-        self, process_id: str, child: Child, log: ProcessLog, keeper: Keeper | None = None
+        self,
+        process_id: str,
+        child: Child,
+        log: ProcessLog,
+        keeper: Keeper | None = None,
+        behind_chunk_bytes: int = READ_CHUNK_BYTES,
     ) -> None:
         super().__init__(process_id, log)
         self._popen = child.popen
@@ -64,7 +69,7 @@ class LocalProcess(ExecProcess):
         self._stdin = child.stdin
         self._stdin_closed = child.stdin is None
         self._write_lock = trio.Lock()
-        self._pumps = [Pump(stream, fd, log) for stream, fd in child.outputs]
+        self._pumps = [Pump(stream, fd, log, behind_chunk_bytes) for stream, fd in child.outputs]
         self._child_exited = trio.Event()
         self._reaped = False
         self._done = trio.Event()

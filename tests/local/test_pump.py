@@ -3,7 +3,8 @@ wake-ups.
 
 A pump gathers consecutive reads into one chunk while its descriptor has data, at most
 :data:`~trio_exec._pump.READS_PER_CHUNK` reads and
-:data:`~trio_exec._pump.READ_CHUNK_BYTES` per chunk; it reads without a checkpoint while
+:data:`~trio_exec._pump.READ_CHUNK_BYTES` per chunk (up to
+:func:`~trio_exec._pump.largest_chunk` once a slow subscription holds it back); it reads without a checkpoint while
 data keeps coming, at most :data:`~trio_exec._pump.CHECKPOINT_BYTES` at a time; a
 producer held back by a slow subscription resumes once that subscription is half its
 bound behind.
@@ -16,13 +17,24 @@ import socket
 import sys
 from typing import Final
 
+import pytest
 import trio
 import trio.testing
 
 import trio_exec as tx
 from trio_exec._events import OutputStream
-from trio_exec._log import ProcessLog
-from trio_exec._pump import CHECKPOINT_BYTES, READ_CHUNK_BYTES, READS_PER_CHUNK, Pump
+from trio_exec._log import EventSubscription, ProcessLog
+from trio_exec._pump import (
+    BEHIND_CHUNK_BYTES,
+    CHECKPOINT_BYTES,
+    PIPE_BUFFER_BYTES,
+    READ_CHUNK_BYTES,
+    READS_PER_CHUNK,
+    Pull,
+    Pump,
+    grow_pipe,
+    largest_chunk,
+)
 
 from ..conformance.helpers import TIMEOUT
 
@@ -196,3 +208,125 @@ async def test_a_held_back_stream_moves_to_its_own_task_and_the_others_flow() ->
             await stderr.aclose()
     assert err == b"".join(bytes([i]) * 65536 for i in range(32))
     assert out == b"o" * (3 << 20)
+
+
+def full_pipe(size: int) -> tuple[int, int]:
+    """A pipe (non-blocking read end, write end) that holds ``size`` bytes, each 1 KiB
+    block numbered."""
+    read_fd, write_fd = os.pipe()
+    grow_pipe(read_fd)
+    assert size <= PIPE_BUFFER_BYTES
+    os.set_blocking(read_fd, False)
+    data = b"".join(bytes([n % 251]) * 1024 for n in range(size // 1024))
+    assert os.write(write_fd, data) == size
+    return read_fd, write_fd
+
+
+def output_sizes(subscription: EventSubscription) -> tuple[list[int], bytes]:
+    sizes: list[int] = []
+    data = b""
+    while True:
+        try:
+            event = subscription.receive_nowait()
+        except trio.WouldBlock:
+            return sizes, data
+        assert isinstance(event, tx.Output)
+        sizes.append(len(event.data))
+        data += event.data
+
+
+def test_the_largest_chunk_is_half_the_retention_within_its_bounds() -> None:
+    assert largest_chunk(tx.DEFAULT_RETAINED_BYTES) == BEHIND_CHUNK_BYTES == 512 * 1024
+    assert largest_chunk(600 * 1024) == 300 * 1024
+    assert largest_chunk(64 * 1024) == READ_CHUNK_BYTES
+    assert largest_chunk(64 * 1024 * 1024) == BEHIND_CHUNK_BYTES
+    assert largest_chunk(64 * 1024 * 1024, READ_CHUNK_BYTES) == READ_CHUNK_BYTES
+
+
+def test_the_backends_say_how_large_a_held_back_chunk_grows() -> None:
+    assert tx.LocalBackend().behind_chunk_bytes == READ_CHUNK_BYTES
+    server_backend = tx.ExecServer().backend
+    assert isinstance(server_backend, tx.LocalBackend)
+    assert server_backend.behind_chunk_bytes == BEHIND_CHUNK_BYTES
+    for bad in (READ_CHUNK_BYTES - 1, 0, True, 2.0**20, "1"):
+        with pytest.raises(ValueError, match="behind_chunk_bytes must be an int"):
+            tx.LocalBackend(behind_chunk_bytes=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("behind", [READ_CHUNK_BYTES, BEHIND_CHUNK_BYTES])
+async def test_a_slow_consumer_of_a_session_gets_the_backends_chunks(behind: int) -> None:
+    """A consumer that waits until the retention is full, then reads: the held-back
+    stream's chunks grow to what the backend allows, and every byte arrives in order."""
+    backend = tx.LocalBackend(behind_chunk_bytes=behind)
+    argv = [sys.executable, "-c", FAST_WRITER.replace("256", "16")]
+    sizes: list[int] = []
+    data = bytearray()
+    async with backend.open_process(argv) as proc:
+        with trio.fail_after(TIMEOUT):
+            events = proc.events
+            while True:  # the child's progress: poll it
+                if proc.statistics().retained_bytes >= tx.DEFAULT_RETAINED_BYTES // 2:
+                    break
+                await trio.sleep(0.01)
+            async for event in events:
+                if isinstance(event, tx.Output):
+                    sizes.append(len(event.data))
+                    data += event.data
+    assert data == bytes(16 << 20)
+    assert max(sizes) == behind
+
+
+def test_a_pull_appends_chunks_of_at_most_read_chunk_bytes() -> None:
+    # The session's task pulls while the consumers keep up: small chunks, fresh in the
+    # cache, up to CHECKPOINT_BYTES per pull.
+    read_fd, write_fd = full_pipe(PIPE_BUFFER_BYTES)
+    try:
+        log = ProcessLog(retain_bytes=8 * PIPE_BUFFER_BYTES)
+        subscription = log.subscribe()
+        pump = Pump(OutputStream.STDOUT, read_fd, log)
+        assert pump.pull() is Pull.MORE
+        assert pump.pull() is Pull.DRAINED
+    finally:
+        os.close(write_fd)
+        os.close(read_fd)
+    sizes, data = output_sizes(subscription)
+    assert sizes == [READ_CHUNK_BYTES] * (PIPE_BUFFER_BYTES // READ_CHUNK_BYTES)
+    assert data == b"".join(bytes([n % 251]) * 1024 for n in range(PIPE_BUFFER_BYTES // 1024))
+
+
+@pytest.mark.parametrize(
+    ("retain", "behind", "largest"),
+    [
+        (tx.DEFAULT_RETAINED_BYTES, BEHIND_CHUNK_BYTES, BEHIND_CHUNK_BYTES),
+        (600 * 1024, BEHIND_CHUNK_BYTES, 300 * 1024),
+        (200 * 1024, BEHIND_CHUNK_BYTES, READ_CHUNK_BYTES),
+        (tx.DEFAULT_RETAINED_BYTES, READ_CHUNK_BYTES, READ_CHUNK_BYTES),
+    ],
+    ids=["server", "half-the-retention", "at-least-a-read", "plain-backend"],
+)
+async def test_a_held_back_stream_appends_chunks_up_to_the_largest(
+    retain: int, behind: int, largest: int
+) -> None:
+    # The stream's own task (a slow subscription held it back) finds the pipe full: it
+    # appends the largest chunks the retention allows, whole and in order.
+    read_fd, write_fd = full_pipe(PIPE_BUFFER_BYTES)
+    try:
+        log = ProcessLog(retain_bytes=retain)
+        subscription = log.subscribe()
+        pump = Pump(OutputStream.STDOUT, read_fd, log, behind)
+        sizes: list[int] = []
+        data = b""
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pump.run)
+                while len(data) < PIPE_BUFFER_BYTES:
+                    event = await subscription.receive()
+                    assert isinstance(event, tx.Output)
+                    sizes.append(len(event.data))
+                    data += event.data
+                pump.stop()
+    finally:
+        os.close(write_fd)
+        os.close(read_fd)
+    assert sizes[0] == max(sizes) == largest
+    assert data == b"".join(bytes([n % 251]) * 1024 for n in range(PIPE_BUFFER_BYTES // 1024))

@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from trio_exec._log import DEFAULT_RETAINED_BYTES
-from trio_exec._pump import PIPE_BUFFER_BYTES, READ_CHUNK_BYTES
+from trio_exec._pump import PIPE_BUFFER_BYTES, largest_chunk
 from trio_exec._server import OUTBOUND_QUEUE_MESSAGES, ExecServer, serve_websocket
 
 from ..helpers import open_websocket
@@ -142,10 +142,11 @@ async def test_slow_client_slows_the_child_and_memory_stays_bounded(tmp_path: Pa
     # What the child can write before it blocks: the retained output (pinned by the
     # notification subscription), its pipe, and one chunk in each place a message waits:
     # the pump, the forwarder, the outbound queue, the writer, the transport, the client.
+    chunk = largest_chunk(DEFAULT_RETAINED_BYTES)
     bound = (
         DEFAULT_RETAINED_BYTES
         + PIPE_BUFFER_BYTES
-        + READ_CHUNK_BYTES * (1 + 1 + OUTBOUND_QUEUE_MESSAGES + 1 + buffer + 1)
+        + chunk * (1 + 1 + OUTBOUND_QUEUE_MESSAGES + 1 + buffer + 1)
     )
     async with open_memory_client(server, buffer=buffer) as client:
         progress_file = tmp_path / "progress"
@@ -170,7 +171,7 @@ async def test_slow_client_slows_the_child_and_memory_stays_bounded(tmp_path: Pa
                 await trio.sleep(0.01)
         _, written = progress
         assert written <= bound < _FLOOD_BYTES
-        assert stats.retained_bytes <= DEFAULT_RETAINED_BYTES + READ_CHUNK_BYTES
+        assert stats.retained_bytes <= DEFAULT_RETAINED_BYTES + chunk
         assert stats.queued_messages <= OUTBOUND_QUEUE_MESSAGES
         assert stats.running_processes == 1
         # The client reads again: everything arrives, in order, nothing lost.

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import trio
 
 from .._local import LocalBackend
+from .._pump import BEHIND_CHUNK_BYTES
 from .._util import sole_exception
 from .parser import check_run, make_parser
 from .run import run_command
@@ -41,7 +42,11 @@ __all__ = ["main", "make_parser"]
 async def _main(args: argparse.Namespace) -> int:
     # Whatever this command starts dies with it, even when it is killed (SIGKILL, Ctrl-\).
     # It starts processes through trio_exec only: each spawns in its cgroup with vfork.
-    async with LocalBackend(kill_orphans=True, sole_spawner=True) as local:
+    # Its consumers (a client, a terminal) pay per event: the server's larger chunks.
+    local = LocalBackend(
+        kill_orphans=True, sole_spawner=True, behind_chunk_bytes=BEHIND_CHUNK_BYTES
+    )
+    async with local:
         if args.command == "serve":
             return await serve_command(args, local)
         return await run_command(args, local)

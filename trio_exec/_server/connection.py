@@ -45,7 +45,7 @@ from .._protocol import (
     make_notification,
     make_response,
 )
-from .._pump import READ_CHUNK_BYTES
+from .._pump import largest_chunk
 from .._rpc import RpcPeer
 from .._transport import (
     WEBSOCKET_DISCONNECT_TIMEOUT,
@@ -383,15 +383,15 @@ class _Connection:
         it pins what waits in the outbound queue, at most half of ``retain_bytes``, and
         the last output that the transport took, which may still be in flight (in socket
         buffers) when the connection breaks: at most half of ``retain_bytes``, and little
-        enough that the largest chunk (:data:`~trio_exec._pump.READ_CHUNK_BYTES`) still
-        fits beside it.
+        enough that the largest chunk (:func:`~trio_exec._pump.largest_chunk`) still fits
+        beside it.
         """
         assert entry.proc is not None
         retain = self._server.retain_bytes
         unsent = _Unsent(
             _subscribe(entry.proc),
             limit=max(retain // 2, 1),
-            sent_limit=max(min(retain // 2, retain - READ_CHUNK_BYTES), 0),
+            sent_limit=max(min(retain // 2, retain - largest_chunk(retain)), 0),
         )
         _advance(unsent.pin, events.cursor - 1)
         try:

@@ -18,6 +18,7 @@ import trio
 from .._backend import ExecBackend
 from .._local import LocalBackend
 from .._log import DEFAULT_RETAINED_BYTES
+from .._pump import BEHIND_CHUNK_BYTES
 from .._transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
     WEBSOCKET_DISCONNECT_TIMEOUT,
@@ -78,7 +79,8 @@ class ExecServer:
 
     Args:
         backend: where processes run: any :class:`ExecBackend` (default: a new
-            :class:`LocalBackend`). The server uses it through the
+            :class:`LocalBackend` whose chunks grow to 512 KiB while a client is the
+            slower side, ``behind_chunk_bytes=BEHIND_CHUNK_BYTES``). The server uses it through the
             :class:`ExecBackend` / :class:`ExecProcess` interface only, so a
             :class:`RemoteBackend` serves too: the server is then a relay to another exec
             server. The server never closes a backend it is given: the caller opened it,
@@ -142,7 +144,9 @@ class ExecServer:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
         if not detach_timeout >= 0:
             raise ValueError(f"detach_timeout must be >= 0 seconds, not {detach_timeout!r}")
-        self.backend: Final[ExecBackend] = LocalBackend() if backend is None else backend
+        self.backend: Final[ExecBackend] = (
+            LocalBackend(behind_chunk_bytes=BEHIND_CHUNK_BYTES) if backend is None else backend
+        )
         """Where the processes run."""
         self.retention: Final = retention
         """Seconds a closed process stays readable."""

@@ -22,6 +22,10 @@ import h11
 import trio
 import trio_websocket
 
+# The server frames its output messages with this module (see WebSocketTransport): loaded
+# with the server, not inside the first output notification of its first process (8 ms).
+import websockets.frames  # noqa: F401
+
 from .._transport import WEBSOCKET_RECEIVE_BYTES, WebSocketTransport, is_transport_error
 from .connection import _websocket_parse_prefix
 from .server import ExecServer
