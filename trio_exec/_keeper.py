@@ -24,8 +24,9 @@ SIGKILLs the keeper first (their blocks still own the groups), then closes the p
 keeper reads in batches (:data:`KEEPER_BATCH_DELAY`): it wakes a few times a second, not
 twice per spawn.
 
-The keeper runs ``python -I -S`` on this very file, which imports only the standard
-library, so it starts in milliseconds and sees no ``PYTHON*`` variable. It runs in its own
+The keeper runs ``python -I -S`` on ``trio_exec/_keeper_main.py``, which imports only
+``os``, ``signal``, ``sys`` and ``time`` (the cgroup module is loaded once the owner
+died), so it starts in about 10 ms of CPU time and sees no ``PYTHON*`` variable. It runs in its own
 session, in ``/``, with no descriptor of its owner but the pipe, and ignores SIGINT,
 SIGQUIT, SIGTERM and SIGHUP: a terminal's Ctrl-C or ``Ctrl-\\`` reaches only its owner.
 
@@ -43,18 +44,15 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import importlib.util
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 import weakref
-from collections.abc import Callable
-from types import ModuleType
 from typing import Final
+
+from ._keeper_main import KEEPER_BATCH_DELAY
 
 __all__ = ["KEEPER_BATCH_DELAY", "KEEPER_PIPE_BYTES", "Keeper"]
 
@@ -63,13 +61,9 @@ KEEPER_PIPE_BYTES: Final = 1024 * 1024
 thousands of records, so a keeper that falls behind never makes its owner wait. A record
 the pipe has no room for is kept and written with the next one."""
 
-KEEPER_BATCH_DELAY: Final = 0.05
-"""Seconds the keeper sleeps after each read, so that it wakes at most about 20 times a
-second however fast its owner spawns (records pile up in the pipe meanwhile), instead of
-twice per spawn; it is also the most that noticing the owner's death is delayed by."""
 
-_READ_BYTES: Final = 64 * 1024
-_IGNORED_SIGNALS: Final = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
+_KEEPER_MAIN: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_keeper_main.py")
+"""The keeper process's script (run by path: ``-I`` puts no package on the path)."""
 
 _logger = logging.getLogger("trio_exec.keeper")
 _keepers: weakref.WeakSet[Keeper] = weakref.WeakSet()
@@ -191,7 +185,7 @@ class Keeper:
                 pass
             os.set_blocking(write_fd, False)
             self._process = subprocess.Popen(
-                [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                [sys.executable, "-I", "-S", _KEEPER_MAIN],
                 stdin=read_fd,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -259,68 +253,3 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-# -- the keeper process ----------------------------------------------------------------------
-
-
-def serve_keeper(fd: int = 0, kill_and_remove: Callable[[list[str]], object] | None = None) -> None:
-    """The keeper process: read records from ``fd``; at end of file, kill what is registered
-    (and remove the cgroups, with ``kill_and_remove``)."""
-    for signum in _IGNORED_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    groups: set[int] = set()
-    cgroups: set[bytes] = set()
-    pending = b""
-    while True:
-        try:
-            data = os.read(fd, _READ_BYTES)
-        except OSError:
-            data = b""
-        if not data:
-            break
-        *records, pending = (pending + data).split(b"\n")
-        for record in records:
-            if record[:1] == b">":
-                cgroups.add(record[1:])
-            elif record[:1] == b"<":
-                cgroups.discard(record[1:])
-            elif record[:1] in (b"+", b"-") and record[1:].isdigit():
-                pgid = int(record[1:])
-                if record[:1] == b"+":
-                    groups.add(pgid)
-                else:
-                    groups.discard(pgid)
-        time.sleep(KEEPER_BATCH_DELAY)
-    for pgid in groups:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
-    if kill_and_remove is not None and cgroups:
-        kill_and_remove([os.fsdecode(path) for path in cgroups])
-
-
-def _load_cgroup_module() -> ModuleType:
-    """``trio_exec._cgroup`` from the file beside this one (``python -I -S`` puts neither
-    this directory nor the package on the path); it imports the standard library only."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cgroup.py")
-    spec = importlib.util.spec_from_file_location("trio_exec_keeper_cgroup", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def _main() -> None:
-    try:
-        kill_and_remove = _load_cgroup_module().kill_and_remove
-    except Exception:  # still kill the groups
-        kill_and_remove = None
-    serve_keeper(kill_and_remove=kill_and_remove)
-
-
-if __name__ == "__main__":
-    _main()

@@ -99,7 +99,8 @@ class LocalBackend(ExecBackend):
         kill_orphans: also when this Python process dies without leaving the blocks
             (SIGKILL, SIGQUIT from ``Ctrl-\\``, a crash, ``os._exit``), kill the process group
             of every session still open, within milliseconds. A *keeper* process does it:
-            started by the first spawn, in its own session, deaf to terminal signals, it
+            started on entering ``async with LocalBackend(...)`` (else by the first
+            spawn), in its own session, deaf to terminal signals, it
             learns each group by one pipe write per spawn and per end, and SIGKILLs the
             groups it knows when the pipe reaches end of file (see ``trio_exec._keeper``).
             ``trio-exec serve`` and ``trio-exec run`` use it. With cgroups the keeper kills
@@ -264,8 +265,22 @@ class LocalBackend(ExecBackend):
         await trio.to_thread.run_sync(self._keeper.close)
 
     async def __aenter__(self) -> LocalBackend:
-        """Return the backend; :meth:`aclose` runs at the end of the block."""
-        await trio.lowlevel.checkpoint()
+        """Start the keeper (with ``kill_orphans``) and return the backend; :meth:`aclose`
+        runs at the end of the block.
+
+        Started here, the keeper is up before the first spawn, which then does not wait
+        for it (without ``async with``, the first spawn starts it).
+
+        Raises:
+            OSError: the keeper could not be started.
+
+        **Cancellation:** the keeper's start (a spawn in a worker thread) runs to
+        completion; the keeper then runs until :meth:`aclose`.
+        """
+        if self._keeper is None:
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.to_thread.run_sync(self._keeper.start)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

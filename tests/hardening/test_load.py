@@ -45,7 +45,7 @@ def keeper_pids(parent: int) -> frozenset[int]:
     found = set()
     for child in child_processes(parent):
         try:
-            if b"trio_exec/_keeper.py" in Path(f"/proc/{child.pid}/cmdline").read_bytes():
+            if b"trio_exec/_keeper_main.py" in Path(f"/proc/{child.pid}/cmdline").read_bytes():
                 found.add(child.pid)
         except OSError:
             pass

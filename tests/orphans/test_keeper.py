@@ -37,6 +37,21 @@ def reaped(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
 
 
+async def test_started_by_entering_the_block_and_reaped_at_its_end() -> None:
+    backend = tx.LocalBackend(kill_orphans=True)
+    async with backend:
+        pid = keeper_of(backend).pid
+        assert pid is not None
+        assert os.getsid(pid) == pid
+        with trio.fail_after(TIMEOUT):
+            await tx.run_process(["true"], backend=backend)
+        assert keeper_of(backend).pid == pid  # the spawn used it
+    assert keeper_of(backend).pid is None
+    assert reaped(pid)
+    async with tx.LocalBackend() as plain:  # no keeper to start
+        assert plain._keeper is None
+
+
 async def test_started_by_the_first_spawn_once_and_reaped_by_aclose() -> None:
     backend = tx.LocalBackend(kill_orphans=True)
     assert backend.kill_orphans
