@@ -58,12 +58,12 @@ _R = TypeVar("_R")
 
 
 class _Binary:
-    """A binary frame in the outbox."""
+    """A binary frame in the outbox: its payload's pieces."""
 
-    __slots__ = ("data",)
+    __slots__ = ("parts",)
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+    def __init__(self, parts: tuple[bytes, ...]) -> None:
+        self.parts = parts
 
 
 _Outgoing = tuple[str | bytes | _Binary, Callable[[], None] | None]
@@ -196,17 +196,28 @@ class RpcPeer:
             # cancelled with it); nothing can be sent any more.
             await trio.lowlevel.checkpoint()
 
-    async def send_encoded(
-        self, data: bytes, on_sent: Callable[[], None] | None = None, *, binary: bool = False
-    ) -> None:
-        """As :meth:`send`, for a message encoded already: its UTF-8 JSON text or, with
-        ``binary``, a binary frame (only on a transport that
-        :attr:`~trio_exec._transport.MessageTransport.carries_binary`).
+    async def send_encoded(self, data: bytes, on_sent: Callable[[], None] | None = None) -> None:
+        """As :meth:`send`, for a message encoded already: its UTF-8 JSON text.
 
         **Cancellation:** nothing was queued.
         """
+        await self._queue(data, on_sent)
+
+    async def send_binary(
+        self, parts: tuple[bytes, ...], on_sent: Callable[[], None] | None = None
+    ) -> None:
+        """As :meth:`send`, for a binary frame whose payload is the bytes of ``parts``, in
+        order (only on a transport that
+        :attr:`~trio_exec._transport.MessageTransport.carries_binary`; the transport may
+        write the parts unjoined).
+
+        **Cancellation:** nothing was queued.
+        """
+        await self._queue(_Binary(parts), on_sent)
+
+    async def _queue(self, message: bytes | _Binary, on_sent: Callable[[], None] | None) -> None:
         try:
-            await self._outbox.send((_Binary(data) if binary else data, on_sent))
+            await self._outbox.send((message, on_sent))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await trio.lowlevel.checkpoint()  # the connection is ending, as in send()
 
@@ -301,7 +312,7 @@ class RpcPeer:
                         await self._transport.send_encoded(message)
                     else:
                         assert isinstance(message, _Binary)
-                        await self._transport.send_binary(message.data)
+                        await self._transport.send_binary(*message.parts)
                     if on_sent is not None:
                         on_sent()
         except ConnectionLost as exc:

@@ -400,7 +400,7 @@ async def test_a_frame_is_not_written_once_the_websocket_is_closing() -> None:
             await transport.aclose()
             with pytest.raises(ConnectionLost, match="closed"):
                 await transport.send_encoded(b'{"n":2}')
-            assert await replay.write_frame(b"never", lambda: False) is False
+            assert await replay.write_frame((b"never",), lambda: False) is False
     for listener in listeners:
         await listener.aclose()
     assert received == ['{"n":1}', b"\x00\x01"]

@@ -188,6 +188,7 @@ from .ordering import (
 )
 from .output import (
     BINARY_OUTPUT_SEPARATOR,
+    binary_output_head,
     decode_binary_output,
     encode_binary_output,
     encode_output_notification,
@@ -305,6 +306,7 @@ __all__ = [
     "WindowSize",
     "WriteParams",
     "WriteResult",
+    "binary_output_head",
     "decode_binary_output",
     "decode_message",
     "decode_notification",

@@ -32,6 +32,7 @@ from .messages import OutputNotification
 
 __all__ = [
     "BINARY_OUTPUT_SEPARATOR",
+    "binary_output_head",
     "decode_binary_output",
     "encode_binary_output",
     "encode_output_notification",
@@ -73,17 +74,22 @@ def encode_output_notification(
     )
 
 
-def encode_binary_output(process_id: str, seq: int, stream: OutputStream, data: bytes) -> bytes:
-    """The binary frame of extension ``binaryOutput`` for a chunk (see the module docstring)."""
+def binary_output_head(process_id: str, seq: int, stream: OutputStream) -> bytes:
+    """What precedes a chunk's bytes in its binary frame (extension ``binaryOutput``): the
+    JSON header and the NUL byte. A server writes the two parts without joining them."""
     return b"".join(
         (
             _HEAD,
             encode_basestring_ascii(process_id).encode("ascii"),
             b',"seq":%d' % seq,
             _BINARY_STREAM_PARTS[stream],
-            data,
         )
     )
+
+
+def encode_binary_output(process_id: str, seq: int, stream: OutputStream, data: bytes) -> bytes:
+    """The binary frame of extension ``binaryOutput`` for a chunk (see the module docstring)."""
+    return binary_output_head(process_id, seq, stream) + data
 
 
 def decode_binary_output(frame: bytes) -> OutputNotification:

@@ -39,7 +39,7 @@ from .._protocol import (
     StartParams,
     StartResult,
     WriteParams,
-    encode_binary_output,
+    binary_output_head,
     encode_output_notification,
     make_error_response,
     make_notification,
@@ -399,18 +399,19 @@ class _Connection:
                 await entry.announced.wait()
                 async for event in events:
                     if isinstance(event, Output):
-                        # The hot path: no model layer, no JSON encoder, no str.
+                        # The hot path: no model layer, no JSON encoder, no str; a binary
+                        # frame's header and chunk are written unjoined.
                         size = len(event.data)
-                        encode = (
-                            encode_binary_output
-                            if self._binary_output
-                            else encode_output_notification
-                        )
-                        data = encode(entry.process_id, event.seq, event.stream, event.data)
                         await unsent.wait_for_room(size)
                         unsent.bytes += size
                         on_sent = partial(unsent.sent, event.seq, size)
-                        await self._peer.send_encoded(data, on_sent, binary=self._binary_output)
+                        pid, seq, stream = entry.process_id, event.seq, event.stream
+                        if self._binary_output:
+                            head = binary_output_head(pid, seq, stream)
+                            await self._peer.send_binary((head, event.data), on_sent)
+                        else:
+                            text = encode_output_notification(pid, seq, stream, event.data)
+                            await self._peer.send_encoded(text, on_sent)
                         continue
                     assert isinstance(event, Exited | Closed | Failed)
                     notification = _notification(entry.process_id, event)

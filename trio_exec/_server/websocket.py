@@ -13,7 +13,7 @@ import http
 import ipaddress
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Final
 
@@ -21,10 +21,6 @@ import attrs
 import h11
 import trio
 import trio_websocket
-
-# The server frames its output messages with this module (see WebSocketTransport): loaded
-# with the server, not inside the first output notification of its first process (8 ms).
-import websockets.frames  # noqa: F401
 
 from .._transport import WEBSOCKET_RECEIVE_BYTES, WebSocketTransport, is_transport_error
 from .connection import _websocket_parse_prefix
@@ -70,7 +66,8 @@ class _ReplayStream(trio.abc.Stream):
 
     Its writes are serialized, each one whole: trio-websocket writes its frames with
     ``send_all``, the transport writes output frames with :meth:`write_frame` (a
-    :class:`~trio_exec._transport.FrameWriter`).
+    :class:`~trio_exec._transport.FrameWriter`): on a TCP stream with ``sendmsg``, the
+    frame's pieces unjoined; on another (TLS), joined.
     """
 
     def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
@@ -90,12 +87,16 @@ class _ReplayStream(trio.abc.Stream):
         async with self._send_lock:
             await self._stream.send_all(data)
 
-    async def write_frame(self, frame: bytes, still_open: Callable[[], bool]) -> bool:
+    async def write_frame(self, parts: Sequence[bytes], still_open: Callable[[], bool]) -> bool:
         """See :meth:`~trio_exec._transport.FrameWriter.write_frame`."""
         async with self._send_lock:
             if not still_open():
                 return False
-            await self._stream.send_all(frame)
+            stream = self._stream
+            if isinstance(stream, trio.SocketStream):
+                await _send_parts(stream.socket, parts)
+            else:
+                await stream.send_all(b"".join(parts))
             return True
 
     async def wait_send_all_might_not_block(self) -> None:
@@ -103,6 +104,32 @@ class _ReplayStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+async def _send_parts(sock: trio.socket.SocketType, parts: Sequence[bytes]) -> None:
+    """Send the bytes of ``parts``, in order, with as few ``sendmsg`` calls as the socket
+    takes (a partial send goes on from where it stopped).
+
+    Raises:
+        trio.BrokenResourceError: the socket failed (the peer went away, or the stream
+            was closed under the connection).
+
+    **Cancellation:** part of the bytes may have been sent (as with ``send_all``).
+    """
+    views = [memoryview(part) for part in parts if part]
+    try:
+        while views:
+            sent = await sock.sendmsg(views)
+            while sent:
+                first = views[0]
+                if sent >= len(first):
+                    sent -= len(first)
+                    del views[0]
+                else:
+                    views[0] = first[sent:]
+                    sent = 0
+    except OSError as exc:
+        raise trio.BrokenResourceError(str(exc)) from exc
 
 
 @attrs.frozen(kw_only=True)

@@ -27,6 +27,7 @@ from .websocket import (
     REJECTION_REASON_CHARS,
     FrameWriter,
     WebSocketTransport,
+    frame_head,
     open_websocket_transport,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "MessageTransport",
     "StreamTransport",
     "WebSocketTransport",
+    "frame_head",
     "is_transport_error",
     "memory_transport_pair",
     "open_websocket_transport",

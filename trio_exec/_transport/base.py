@@ -108,8 +108,9 @@ class MessageTransport(abc.ABC):
         """
         await self.send(text.decode())
 
-    async def send_binary(self, data: bytes) -> None:
-        """Send one binary frame (only where :attr:`carries_binary`).
+    async def send_binary(self, *parts: bytes) -> None:
+        """Send one binary frame whose payload is the bytes of ``parts``, in order (only
+        where :attr:`carries_binary`); a transport may write the parts unjoined.
 
         Raises:
             ConnectionLost: the transport is closed or broken.
