@@ -44,13 +44,18 @@ async def test_connect_over_tls(nursery: trio.Nursery) -> None:
         partial(serve_websocket, "127.0.0.1", 0, ssl_context=server_context)
     )
     assert url.startswith("wss://")
+    # 4 MiB: output frames in several pieces each (their headers, their chunks), each
+    # piece encrypted on its own; the chunks arrive whole and in order.
+    writer = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 16384)"
     with trio.fail_after(TIMEOUT):
-        async with (
-            connect(url, ssl_context=client_context) as backend,
-            backend.open_process(["echo", "tls"]) as proc,
-        ):
-            events = [event async for event in proc.events]
+        async with connect(url, ssl_context=client_context) as backend:
+            assert "binaryOutput" in backend.extensions
+            async with backend.open_process(["echo", "tls"]) as proc:
+                events = [event async for event in proc.events]
+            async with backend.open_process(["python3", "-c", writer]) as proc:
+                large = [event async for event in proc.events]
     assert check_event_stream(events).output[tx.OutputStream.STDOUT] == b"tls\n"
+    assert check_event_stream(large).output[tx.OutputStream.STDOUT] == bytes(range(256)) * 16384
 
 
 async def test_connect_refused() -> None:

@@ -67,7 +67,7 @@ class _ReplayStream(trio.abc.Stream):
     Its writes are serialized, each one whole: trio-websocket writes its frames with
     ``send_all``, the transport writes output frames with :meth:`write_frame` (a
     :class:`~trio_exec._transport.FrameWriter`): on a TCP stream with ``sendmsg``, the
-    frame's pieces unjoined; on another (TLS), joined.
+    frame's pieces unjoined; on another (TLS), one ``send_all`` per piece.
     """
 
     def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
@@ -95,8 +95,10 @@ class _ReplayStream(trio.abc.Stream):
             stream = self._stream
             if isinstance(stream, trio.SocketStream):
                 await _send_parts(stream.socket, parts)
-            else:
-                await stream.send_all(b"".join(parts))
+            else:  # TLS: each piece is encrypted into records of its own, none joined
+                for part in parts:
+                    if part:
+                        await stream.send_all(part)
             return True
 
     async def wait_send_all_might_not_block(self) -> None:
