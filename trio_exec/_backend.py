@@ -305,11 +305,13 @@ class ExecProcess(abc.ABC):
 
         **Cancellation:** the child keeps running; nothing is undone.
         """
-        while self._log.exited is None:
-            if self._log.failure is not None:
-                await self._raise_failure()
-            await self._log.wait_changed()
-        await trio.lowlevel.checkpoint()
+        if self._log.exited is None:
+            while self._log.exited is None:
+                if self._log.failure is not None:
+                    await self._raise_failure()
+                await self._log.wait_changed()  # a checkpoint: none more on the way out
+        else:
+            await trio.lowlevel.checkpoint()
         return self._log.exited.exit_code
 
     async def wait_closed(self) -> Closed:
@@ -317,11 +319,13 @@ class ExecProcess(abc.ABC):
 
         **Cancellation:** nothing to undo.
         """
-        while self._log.closed is None:
-            if self._log.failure is not None:
-                await self._raise_failure()
-            await self._log.wait_changed()
-        await trio.lowlevel.checkpoint()
+        if self._log.closed is None:
+            while self._log.closed is None:
+                if self._log.failure is not None:
+                    await self._raise_failure()
+                await self._log.wait_changed()  # a checkpoint: none more on the way out
+        else:
+            await trio.lowlevel.checkpoint()
         return self._log.closed
 
     async def _raise_failure(self) -> NoReturn:

@@ -51,6 +51,12 @@ class ExitWatch:
             finally:
                 os.eventfd_write(self.fd, 1)
 
+    @property
+    def waits_in_thread(self) -> bool:
+        """Whether a worker thread's ``waitid`` stands in for a pidfd (its task runs in
+        the ``scope`` given)."""
+        return not self._pidfd
+
     def status(self) -> os.waitid_result:
         """The exited child's status, leaving it a zombie; call once :attr:`fd` is readable.
 

@@ -369,7 +369,6 @@ class LocalBackend(ExecBackend):
                     finally:
                         with trio.CancelScope(shield=True):
                             await proc._shutdown(grace)
-                        proc._tasks_scope.cancel()
                         proc._stop_tasks()
             finally:
                 proc._release()

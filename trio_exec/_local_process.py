@@ -75,6 +75,10 @@ class LocalProcess(ExecProcess):
         self._done = trio.Event()
         self._tasks_scope = trio.CancelScope(shield=True)
         self._helpers_scope = trio.CancelScope(shield=True)
+        self._helpers = False
+        """Whether a helper task runs in ``_helpers_scope`` (the ``waitid`` thread)."""
+        self._ran = False
+        """Whether the session's task (:meth:`_run`) has ended."""
         self._group_gone = False
         self._own_group = child.own_group
         """Whether the child leads a group of its own; if not, only the child is signalled."""
@@ -112,6 +116,7 @@ class LocalProcess(ExecProcess):
             finally:
                 trio.lowlevel.notify_closing(poller.fileno())
                 poller.close()
+                self._ran = True
 
     async def _drive(self, poller: select.epoll) -> None:
         # One epoll of our own watches the outputs and the exit, so that the session
@@ -120,6 +125,7 @@ class LocalProcess(ExecProcess):
         for fd in active:
             poller.register(fd, select.EPOLLIN)
         watch = ExitWatch(self.pid, self._nursery, self._helpers_scope)
+        self._helpers = watch.waits_in_thread
         try:
             poller.register(watch.fd, select.EPOLLIN)
             try:
@@ -267,11 +273,14 @@ class LocalProcess(ExecProcess):
                 self._keeper_of_cgroup = None
 
     def _stop_tasks(self) -> None:
-        """Stop the session's helper tasks: the reading of held-back streams, and the
-        ``waitid`` thread where there is no pidfd."""
+        """Stop the session's tasks: its own (:meth:`_run`), the reading of held-back
+        streams, and the ``waitid`` thread where there is no pidfd."""
         for pump in self._pumps:
             pump.stop()
-        self._helpers_scope.cancel()
+        if self._helpers:
+            self._helpers_scope.cancel()
+        if not self._ran:  # a task that has not started yet starts cancelled
+            self._tasks_scope.cancel()
 
     def _kill_group(self, sig: int) -> None:
         """Signal the child's process group, unless it is known to be gone.
@@ -331,7 +340,8 @@ class LocalProcess(ExecProcess):
             self._close_stdin_pipe()
         for pump in self._pumps:
             if pump.fd >= 0:
-                trio.lowlevel.notify_closing(pump.fd)
+                if pump.ran:  # its task waited on the descriptor through trio
+                    trio.lowlevel.notify_closing(pump.fd)
                 os.close(pump.fd)
                 pump.fd = -1
         if self._master is not None:

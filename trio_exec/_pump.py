@@ -144,7 +144,8 @@ class Pump:
         """Set once no more output will be appended: end of file, or :meth:`stop`."""
         self._progress = trio.lowlevel.ParkingLot()
         self._held: bytes | None = None
-        self._reading = trio.CancelScope(shield=True)
+        self._reading: trio.CancelScope | None = None
+        """The scope of :meth:`run`, once it runs (most pumps never do)."""
         self._behind_bytes = largest_chunk(log.retain_bytes, behind_bytes)
         """Largest chunk of :meth:`run` (see :data:`BEHIND_CHUNK_BYTES`)."""
 
@@ -178,6 +179,9 @@ class Pump:
 
         **Cancellation:** shielded; only :meth:`stop` ends it early.
         """
+        self._reading = trio.CancelScope(shield=True)
+        if self.at_eof.is_set():  # stopped before its task ran
+            self._reading.cancel()
         with self._reading:
             held, self._held = self._held, None
             if held is not None:
@@ -186,10 +190,16 @@ class Pump:
             await self._read_to_eof()
         self._finish()
 
+    @property
+    def ran(self) -> bool:
+        """Whether :meth:`run` was called: only then did trio wait on :attr:`fd`."""
+        return self._reading is not None
+
     def stop(self) -> None:
         """Stop reading: what has not been appended yet is dropped; sets :attr:`at_eof`."""
         self._held = None
-        self._reading.cancel()
+        if self._reading is not None:
+            self._reading.cancel()
         self._finish()
 
     def _finish(self) -> None:
