@@ -223,7 +223,7 @@ class RpcPeer:
 
     @property
     def carries_binary(self) -> bool:
-        """Whether the transport carries binary frames (a websocket)."""
+        """Whether the transport carries binary messages (a websocket, a byte stream)."""
         return self._transport.carries_binary
 
     def notify(self, params: NotificationParams) -> None:

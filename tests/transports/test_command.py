@@ -61,6 +61,28 @@ async def test_start_output_exit_end_to_end() -> None:
     assert completed.stdout == b"done\n"
 
 
+async def test_output_travels_as_binary_records_whole_and_in_order() -> None:
+    """Our client and our stdio server agree on binaryOutput: 8 MiB of output, each chunk
+    a record of raw bytes; every byte arrives, in order, beside the stderr chunks and the
+    text messages around them."""
+    writer = (
+        "import sys\n"
+        "for i in range(32):\n"
+        "    sys.stdout.buffer.write(bytes([i]) * 262144)\n"
+        "    sys.stderr.write(f'{i}\\n')\n"
+    )
+    with trio.fail_after(TIMEOUT):
+        async with connect_command(STDIO_SERVER) as backend:
+            assert "binaryOutput" in backend.extensions
+            async with backend.open_process([sys.executable, "-c", writer]) as proc:
+                events = await collect(proc)
+    summary = check_event_stream(events, output_before_exit=True)
+    assert summary.output[STDOUT] == b"".join(bytes([i]) * 262144 for i in range(32))
+    assert summary.output[STDERR] == b"".join(f"{i}\n".encode() for i in range(32))
+    assert summary.exited is not None
+    assert summary.exited.exit_code == 0
+
+
 async def test_leaving_the_block_ends_the_session_and_its_processes() -> None:
     """End of file on the server's stdin kills a process whose block was never left."""
     stack = AsyncExitStack()

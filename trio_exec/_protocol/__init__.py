@@ -33,7 +33,8 @@ objects come out, and back:
 * **Ordering.** :class:`EventOrder` releases one process's notifications in ``seq`` order
   (duplicates dropped, bounds on what waits for a missing seq) and splices a catch-up
   ``process/read`` into them after a resume.
-* **Framing.** :class:`LineDecoder` splits a byte stream into NDJSON lines (stdio).
+* **Framing.** :class:`LineDecoder` splits a byte stream into NDJSON lines (stdio);
+  :class:`StreamDecoder` also takes the binary records of extension ``binaryOutput``.
 
 Every decoding failure raises :class:`RpcDecodeError`, a :class:`ProtocolError` that
 carries the JSON-RPC ``code`` and ``message`` to answer with; malformed input never
@@ -143,8 +144,11 @@ from .environment import (
 )
 from .framing import (
     DEFAULT_MAX_LINE_BYTES,
+    RECORD_MARK,
     LineDecoder,
     LineTooLong,
+    StreamDecoder,
+    record_head,
 )
 from .messages import (
     ClosedNotification,
@@ -229,6 +233,7 @@ __all__ = [
     "NOT_FOUND",
     "PARSE_ERROR",
     "PROTOCOL_PARSE_PREFIX",
+    "RECORD_MARK",
     "REQUEST_ID_MAX",
     "REQUEST_ID_MIN",
     "SESSION_ALREADY_ATTACHED",
@@ -299,6 +304,7 @@ __all__ = [
     "SignalResult",
     "StartParams",
     "StartResult",
+    "StreamDecoder",
     "TerminateParams",
     "TerminateResult",
     "WatchMissingParams",
@@ -322,4 +328,5 @@ __all__ = [
     "make_request",
     "make_response",
     "path_to_file_uri",
+    "record_head",
 ]

@@ -74,7 +74,7 @@ class ClientConnection(RpcEndpoint):
     live notifications may follow its initialize result before ``initialized`` is sent).
 
     Args:
-        offer_binary_output: the transport carries binary frames (a websocket):
+        offer_binary_output: the transport carries binary messages (a websocket, a stream):
             ``initialize`` lists :attr:`Extension.BINARY_OUTPUT` in its ``extensions``, and
             if the server's result lists it too, :attr:`binary_output` is set from then on.
     """

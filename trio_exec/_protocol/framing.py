@@ -1,4 +1,12 @@
-"""NDJSON framing of the stdio transport: :class:`LineDecoder` splits bytes into lines."""
+"""Framing of the stdio transport: :class:`LineDecoder` splits bytes into NDJSON lines;
+:class:`StreamDecoder` also takes the binary records of extension ``binaryOutput``.
+
+A byte stream carries one message per line: compact JSON and ``\n``. Between two
+trio_exec peers that both advertise ``binaryOutput`` it may also carry binary messages
+(a server's output, see :mod:`trio_exec._protocol.output`), each as a *record*: a NUL
+byte, the message's length as 4 bytes big-endian, then its bytes (:func:`record_head`).
+A record starts where a message may start; no JSON line starts with a NUL byte.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +17,18 @@ from .._lines import LineSplitter, LineTooLongError, TooLong
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
+    "RECORD_MARK",
     "LineDecoder",
     "LineTooLong",
+    "StreamDecoder",
+    "record_head",
 ]
+
+RECORD_MARK: Final = 0
+"""The first byte of a binary record (NUL): never the first byte of a JSON line."""
+
+_RECORD_HEAD_BYTES: Final = 5
+"""The mark and the 4-byte big-endian length."""
 
 DEFAULT_MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 """Default bound on one NDJSON line of the stdio transport (16 MiB, without its newline).
@@ -69,3 +86,110 @@ class LineDecoder:
         if self._lines is None:
             raise LineTooLong(self.max_line_bytes)
         return self._lines
+
+
+def record_head(length: int) -> bytes:
+    """What precedes a binary message of ``length`` bytes on a byte stream: the mark and
+    the length (see the module docstring)."""
+    return bytes((RECORD_MARK,)) + length.to_bytes(4, "big")
+
+
+class StreamDecoder:
+    """Split a byte stream into its messages, sans-IO: NDJSON lines (returned as ``str``;
+    one that is not UTF-8 as ``bytes`` of JSON, which the decoder of a message refuses)
+    and binary records (returned as ``bytes``).
+
+    :meth:`feed` takes chunks of any size and returns the complete messages; blank lines
+    are skipped. :meth:`feed_eof` returns a final unterminated line, and raises
+    :class:`~trio_exec.ProtocolError` if the stream ends inside a record.
+
+    Args:
+        max_message_bytes: bound on one line (without its terminator) and on one record;
+            a longer one raises :class:`LineTooLong` (a record's length is known from its
+            head) and the decoder is unusable from then on.
+    """
+
+    def __init__(self, max_message_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self._lines = LineDecoder(max_message_bytes)
+        self.max_message_bytes: Final = max_message_bytes
+        """The bound on one message."""
+        self._head = bytearray()
+        """The head of the record being read, until it is whole."""
+        self._parts: list[bytes] | None = None
+        """The pieces of the record being read, once its head is whole."""
+        self._missing = 0
+        """Bytes of the record being read that have not come yet."""
+        self._broken = False
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[str | bytes]:
+        """Add bytes; return the messages they completed, oldest first.
+
+        Raises:
+            LineTooLong: a line or a record exceeds ``max_message_bytes``.
+        """
+        if self._broken:
+            raise LineTooLong(self.max_message_bytes)
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        view = memoryview(data)
+        messages: list[str | bytes] = []
+        position, size = 0, len(data)
+        while position < size:
+            if self._parts is not None or self._head:
+                position = self._feed_record(view, position, messages)
+            elif data[position] == RECORD_MARK and not self._lines.buffered:
+                self._head.append(RECORD_MARK)
+                position += 1
+            else:  # a line, up to its newline: a record may follow it
+                end = data.find(b"\n", position)
+                stop = size if end < 0 else end + 1
+                try:
+                    lines = self._lines.feed(view[position:stop])
+                except LineTooLong:
+                    self._broken = True
+                    raise
+                messages += map(_text, lines)
+                position = stop
+        return messages
+
+    def feed_eof(self) -> list[str | bytes]:
+        """End of stream: the final line if it had no newline (and is not blank).
+
+        Raises:
+            ProtocolError: the stream ended inside a binary record.
+        """
+        if self._parts is not None or self._head:
+            raise ProtocolError("the stream ended inside a binary record")
+        return list(map(_text, self._lines.feed_eof()))
+
+    def _feed_record(self, view: memoryview, position: int, out: list[str | bytes]) -> int:
+        """Take what ``view`` has of the current record from ``position``; return where
+        the record's bytes end in it."""
+        if self._parts is None:
+            take = min(_RECORD_HEAD_BYTES - len(self._head), len(view) - position)
+            self._head += view[position : position + take]
+            position += take
+            if len(self._head) < _RECORD_HEAD_BYTES:
+                return position
+            length = int.from_bytes(self._head[1:], "big")
+            if length > self.max_message_bytes:
+                self._broken = True
+                raise LineTooLong(self.max_message_bytes)
+            self._parts, self._missing = [], length
+        take = min(self._missing, len(view) - position)
+        if take:
+            self._parts.append(bytes(view[position : position + take]))
+            self._missing -= take
+            position += take
+        if not self._missing:
+            parts, self._parts = self._parts, None
+            self._head.clear()
+            out.append(parts[0] if len(parts) == 1 else b"".join(parts))
+        return position
+
+
+def _text(line: bytes) -> str | bytes:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line

@@ -10,8 +10,10 @@ no fast path of its own: the converter's base64 is the SIMD one, and the rest of
 notification costs the same whatever the size of its chunk.
 
 Between two trio_exec peers that both advertise :attr:`Extension.BINARY_OUTPUT
-<trio_exec._protocol.Extension.BINARY_OUTPUT>`, a websocket server sends output as binary
-frames instead (:func:`encode_binary_output`, :func:`decode_binary_output`): the JSON text
+<trio_exec._protocol.Extension.BINARY_OUTPUT>`, a server sends output as binary messages
+instead (a websocket's binary frames, a byte stream's records: see
+:mod:`~trio_exec._protocol.framing`; :func:`encode_binary_output`,
+:func:`decode_binary_output`): the JSON text
 of the notification without its ``chunk``, a NUL byte, then the chunk's raw bytes. No
 base64, and the only JSON is a few dozen bytes of header. Compact JSON never holds a
 NUL byte, so the first one ends the header.

@@ -10,7 +10,7 @@ import trio
 import trio_websocket
 
 from .._errors import ConnectionLost
-from .._protocol import LineDecoder
+from .._protocol import StreamDecoder, record_head
 from .._util import leaf_exceptions
 
 __all__ = [
@@ -94,8 +94,8 @@ class MessageTransport(abc.ABC):
         """
 
     carries_binary: bool = False
-    """Whether :meth:`send_binary` works: binary frames, told apart from text ones (a
-    websocket)."""
+    """Whether :meth:`send_binary` works: binary messages, told apart from text ones (a
+    websocket's frames, a byte stream's records)."""
 
     async def send_encoded(self, text: bytes) -> None:
         """Send one message given as its UTF-8 text: what ``send(text.decode())`` sends,
@@ -157,12 +157,16 @@ def _why(exc: trio.BrokenResourceError | trio.ClosedResourceError) -> str:
 
 
 class StreamTransport(MessageTransport):
-    """Newline-delimited JSON over a pair of byte streams (stdio, a command's pipes).
+    """Newline-delimited JSON over a pair of byte streams (stdio, a command's pipes), and
+    the binary records of extension ``binaryOutput`` between two trio_exec peers (see
+    :mod:`trio_exec._protocol.framing`): a server's output as raw bytes, no base64.
 
     Args:
-        send_stream: where messages go, one compact JSON object and ``\\n`` each.
+        send_stream: where messages go, one compact JSON object and ``\\n`` each (a
+            binary message as one record).
         receive_stream: where messages come from; blank lines are skipped.
-        max_message_bytes: the longest line accepted; a longer one breaks the transport.
+        max_message_bytes: the longest line (or record) accepted; a longer one breaks
+            the transport.
         receive_chunk_bytes: the most bytes read from ``receive_stream`` at once (256 KiB:
             an output notification of 128 KiB is about 175 KB of JSON, read in one go).
     """
@@ -177,8 +181,8 @@ class StreamTransport(MessageTransport):
     ) -> None:
         self._send_stream = send_stream
         self._receive_stream = receive_stream
-        self._decoder = LineDecoder(max_line_bytes=max_message_bytes)
-        self._lines: list[bytes] = []
+        self._decoder = StreamDecoder(max_message_bytes)
+        self._lines: list[str | bytes] = []
         self._chunk = receive_chunk_bytes
         self._send_lock = trio.Lock()
         self._eof = False
@@ -197,11 +201,27 @@ class StreamTransport(MessageTransport):
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ConnectionLost(f"the stream was closed: {_why(exc)}") from None
 
+    carries_binary = True
+
+    async def send_binary(self, *parts: bytes) -> None:
+        """See :meth:`MessageTransport.send_binary`: one record, its head and the parts
+        written one after the other (none joined)."""
+        head = record_head(sum(map(len, parts)))
+        async with self._send_lock:
+            try:
+                for part in (head, *parts):
+                    if part:
+                        await self._send_stream.send_all(part)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise ConnectionLost(f"the stream was closed: {_why(exc)}") from None
+
     async def receive(self) -> str | bytes:
-        """See :meth:`MessageTransport.receive`.
+        """See :meth:`MessageTransport.receive`: a line as ``str`` (as ``bytes`` if it is
+        not UTF-8), a record as ``bytes``.
 
         Raises:
-            ConnectionLost: end of stream, or a line longer than ``max_message_bytes``.
+            ConnectionLost: end of stream (also inside a record), or a line or record
+                longer than ``max_message_bytes``.
         """
         while not self._lines:
             if self._eof:
