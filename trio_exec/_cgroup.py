@@ -11,16 +11,17 @@ holds every descendant, whatever its session, and cgroup v2 kills a whole cgroup
 ``<own cgroup>/trio-exec-<pid>-<n>``. :func:`containment` finds out once per process.
 
 The child is in its cgroup before it runs any code of its own, so nothing it forks can
-start outside. Either it enters it between fork and exec (it writes ``0``, itself, into a
-``cgroup.procs`` descriptor the parent opened), or, in a process that spawns only through
-trio_exec (``LocalBackend(sole_spawner=True)``), it starts there: this process moves
-itself into the new cgroup (:func:`move_self`), spawns with ``vfork``, and moves back. Leaving the block writes ``1`` into ``cgroup.kill``, waits
+start outside. Either it enters it between fork and exec (it writes ``0``, itself, into
+a ``cgroup.procs`` descriptor the parent opened), or, in a process that spawns only
+through trio_exec (``LocalBackend(sole_spawner=True)``), it starts there: this process
+moves itself into the new cgroup (:func:`move_self`), spawns with ``vfork``, and moves
+back. Leaving the block writes ``1`` into ``cgroup.kill``, waits
 (:data:`CGROUP_EMPTY_TIMEOUT` at most) until ``cgroup.events`` says the cgroup is empty,
-and removes the directory (sub-cgroups first: a nested exec server makes its own).
-Where ``cgroup.kill`` is missing, the cgroup is frozen, every member SIGKILLed and then
+and removes the directory (sub-cgroups first: a nested exec server makes its own). Where
+``cgroup.kill`` is missing, the cgroup is frozen, every member SIGKILLed and then
 thawed, until it is empty.
 
-This module uses the standard library only: the keeper process (``trio_exec._keeper``)
+This module uses the standard library only: the keeper process (``trio_exec._keeper_main``)
 loads it to kill and remove the cgroups of an owner that died.
 """
 

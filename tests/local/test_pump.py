@@ -4,10 +4,10 @@ wake-ups.
 A pump gathers consecutive reads into one chunk while its descriptor has data, at most
 :data:`~trio_exec._pump.READS_PER_CHUNK` reads and
 :data:`~trio_exec._pump.READ_CHUNK_BYTES` per chunk (up to
-:func:`~trio_exec._pump.largest_chunk` once a slow subscription holds it back); it reads without a checkpoint while
-data keeps coming, at most :data:`~trio_exec._pump.CHECKPOINT_BYTES` at a time; a
-producer held back by a slow subscription resumes once that subscription is half its
-bound behind.
+:func:`~trio_exec._pump.largest_chunk` once a slow subscription holds it back); it reads
+without a checkpoint while data keeps coming, at most
+:data:`~trio_exec._pump.CHECKPOINT_BYTES` at a time; a producer held back by a slow
+subscription resumes once that subscription is half its bound behind.
 """
 
 from __future__ import annotations

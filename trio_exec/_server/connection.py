@@ -100,7 +100,8 @@ SERVER_EXTENSIONS: Final = tuple(
     extension.value for extension in Extension if extension is not Extension.BINARY_OUTPUT
 )
 """The extensions this server advertises in the ``initialize`` result: all of them, and
-on a transport with binary messages (a websocket, a byte stream) :attr:`Extension.BINARY_OUTPUT` too."""
+on a transport with binary messages (a websocket, a byte stream)
+:attr:`Extension.BINARY_OUTPUT` too."""
 
 _GOING_AWAY_REASON: Final = "the exec server is shutting down"
 _STDIO_PARSE_PREFIX: Final = "failed to parse JSON-RPC message from exec-server stdio"
