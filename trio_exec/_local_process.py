@@ -236,13 +236,15 @@ class LocalProcess(ExecProcess):
         if not self._child_exited.is_set():
             await self._terminate_group(grace)
         self._kill_group(_signal.SIGKILL)
-        await self._kill_cgroup()
+        if self._cgroup is not None:
+            await self._kill_cgroup()
         if not self._done.is_set():
             with trio.move_on_after(CLOSE_DRAIN_TIMEOUT):
                 await self._done.wait()
         self._gone = True
         await self._reap_and_wait_group()
-        await self._remove_cgroup()
+        if self._cgroup is not None:
+            await self._remove_cgroup()
 
     async def _kill_cgroup(self) -> None:
         """SIGKILL everything in the child's cgroup (the child's group and whatever left
@@ -314,7 +316,8 @@ class LocalProcess(ExecProcess):
         self._popen.poll()  # reaps at once: the child is known to have exited
         self._reaped = True
         if self._own_group and not self._group_gone:
-            await wait_group_gone(self.pid)
+            if group_exists(self.pid):  # rare: a process of the group outlived its leader
+                await wait_group_gone(self.pid)
             self._group_gone = True
         self._forget_group()
 
