@@ -22,19 +22,22 @@ import abc
 import itertools
 import os
 import signal as _signal
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias, TypedDict, Unpack
+from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias, TypedDict, TypeVar, Unpack
 
 import attrs
 import trio
 
-from ._events import Closed, Event, OutputStream, ReadResult, WriteStatus
+from ._events import Closed, Event, Exited, OutputStream, ReadResult, WriteStatus
 from ._log import DEFAULT_RETAINED_BYTES, EventSubscription, ProcessLog
 
 if TYPE_CHECKING:
     from ._protocol import EnvironmentInfo
     from ._stream import ProcessStream, StderrSink
+
+_E = TypeVar("_E", Exited, Closed)
+"""An event a process waits for (:meth:`ExecProcess._wait_for`)."""
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -305,28 +308,31 @@ class ExecProcess(abc.ABC):
 
         **Cancellation:** the child keeps running; nothing is undone.
         """
-        if self._log.exited is None:
-            while self._log.exited is None:
-                if self._log.failure is not None:
-                    await self._raise_failure()
-                await self._log.wait_changed()  # a checkpoint: none more on the way out
-        else:
-            await trio.lowlevel.checkpoint()
-        return self._log.exited.exit_code
+        exited = await self._wait_for(lambda log: log.exited)
+        return exited.exit_code
 
     async def wait_closed(self) -> Closed:
         """Wait until the child exited and all its output was sequenced.
 
         **Cancellation:** nothing to undo.
         """
-        if self._log.closed is None:
-            while self._log.closed is None:
-                if self._log.failure is not None:
-                    await self._raise_failure()
-                await self._log.wait_changed()  # a checkpoint: none more on the way out
-        else:
+        return await self._wait_for(lambda log: log.closed)
+
+    async def _wait_for(self, event: Callable[[ProcessLog], _E | None]) -> _E:
+        """Wait until ``event(log)`` is sequenced and return it; a checkpoint either way
+        (the wait is one: none more on the way out).
+
+        Raises:
+            ConnectionLost: the session broke first.
+        """
+        if (found := event(self._log)) is not None:
             await trio.lowlevel.checkpoint()
-        return self._log.closed
+            return found
+        while (found := event(self._log)) is None:
+            if self._log.failure is not None:
+                await self._raise_failure()
+            await self._log.wait_changed()
+        return found
 
     async def _raise_failure(self) -> NoReturn:
         """Checkpoint, then raise ConnectionLost for the log's failure."""
