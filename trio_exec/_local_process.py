@@ -279,10 +279,11 @@ class LocalProcess(ExecProcess):
         streams, and the ``waitid`` thread where there is no pidfd."""
         for pump in self._pumps:
             pump.stop()
-        if self._helpers:
-            self._helpers_scope.cancel()
-        if not self._ran:  # a task that has not started yet starts cancelled
+        if not self._ran:  # running, or not started yet: then it starts cancelled
             self._tasks_scope.cancel()
+            self._helpers_scope.cancel()
+        elif self._helpers:  # the waitid thread's task may outlive the session's
+            self._helpers_scope.cancel()
 
     def _kill_group(self, sig: int) -> None:
         """Signal the child's process group, unless it is known to be gone.
