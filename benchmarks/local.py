@@ -4,7 +4,9 @@
   with ``LocalBackend(kill_orphans=True)`` (the keeper that the CLI and server use), both
   without cgroups (``cgroups=False``), and, where :func:`trio_exec.containment` allows
   it, with a cgroup per session (the default there; the fork instead of vfork and the
-  cgroup's ``mkdir``, move and ``rmdir`` are its cost);
+  cgroup's ``mkdir``, move and ``rmdir`` are its cost), and so with
+  ``LocalBackend(sole_spawner=True)`` (a vfork from inside the cgroup, two moves of this
+  process);
 * draining 256 MiB from ``head -c`` through ``proc.events`` vs 64 KiB reads of
   ``trio.lowlevel.open_process(...).stdout``.
 
