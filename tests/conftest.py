@@ -76,15 +76,25 @@ BackendOpener = Callable[[], AbstractAsyncContextManager[tx.ExecBackend]]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Give the suite's children the default SIGINT and SIGQUIT, however it was started.
+    """Give the suite's children the default SIGINT, SIGQUIT and SIGHUP, however it was
+    started.
 
-    A background job of a non-interactive shell starts with both ignored, and an ignored
-    signal is inherited across exec: the tests that send them would then see no effect.
+    A background job of a non-interactive shell starts with SIGINT and SIGQUIT ignored,
+    ``nohup`` ignores SIGHUP, and an ignored signal is inherited across exec: the tests
+    that send them (or whose terminal hangs up its foreground group) would then see no
+    effect. SIGHUP gets a handler that does nothing: this process still outlives a hang-up
+    as ``nohup`` asked, and its children get the default back at exec.
     """
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _outlive_a_hang_up)
+
+
+def _outlive_a_hang_up(signum: int, frame: object) -> None:
+    """SIGHUP under ``nohup``: ignored, by a handler (see :func:`pytest_configure`)."""
 
 
 @pytest.fixture(scope="session")
