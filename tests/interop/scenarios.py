@@ -456,13 +456,37 @@ class RawDriver:
             while not self._has(process_id, method):
                 await self._receive_one()
 
-    async def collect(self, process_id: str) -> dict[str, Any]:
-        """Wait for ``process/closed`` of *process_id*, then record and return its summary.
+    async def wait_closed(self, process_id: str) -> None:
+        """Wait for ``process/closed`` of *process_id*, then for every lower seq.
 
-        See :func:`summarize_events`. The notifications are consumed: a later collect of a
-        reused processId sees only what arrived after this one.
+        ``closed`` may overtake events with lower seqs on the wire: the reference assigns a
+        seq under its process lock and sends after releasing it, from one task per event
+        source, so its ``exited`` now and then comes after ``closed``. A client that
+        publishes in seq order waits for them, and so does this one, up to
+        :data:`STEP_TIMEOUT` (a seq that never comes is then a hole, not an error).
         """
         await self.wait_notification(process_id, "process/closed")
+        closed_seq = max(
+            _seq_key(m)
+            for m in self.notifications[process_id]
+            if m.get("method") == "process/closed"
+        )
+        wanted = set(range(1, closed_seq))
+        with trio.move_on_after(STEP_TIMEOUT):
+            while not wanted <= {_seq_key(m) for m in self.notifications[process_id]}:
+                await self._receive_one()
+
+    async def collect(self, process_id: str) -> dict[str, Any]:
+        """Wait for ``process/closed`` of *process_id* and for every lower seq, then record
+        and return its summary.
+
+        Events that ``closed`` overtook on the wire are waited for, see :meth:`wait_closed`;
+        one that never comes shows as a hole in the summary's ``violations``. See
+        :func:`summarize_events`.
+        The notifications are consumed: a later collect of a reused processId sees only
+        what arrived after this one.
+        """
+        await self.wait_closed(process_id)
         summary = summarize_events(process_id, self.notifications.pop(process_id))
         self.record(summary)
         return summary

@@ -102,7 +102,7 @@ async def run_env(driver: RawDriver, process_id: str, **start: Any) -> dict[str,
     if "error" in response:
         message: str = response["error"]["message"]
         return message
-    await driver.wait_notification(process_id, "process/closed")
+    await driver.wait_closed(process_id)
     lines = driver.output(process_id, "stdout").decode().splitlines()
     pairs = (line.split("=", 1) for line in lines)
     return {name: value for name, value in pairs if name not in OWN_VARIABLES}

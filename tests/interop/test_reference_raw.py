@@ -21,12 +21,18 @@ Seen on the live 0.169.0 binary beyond, or against, the reference doc:
   127.0.0.1:PORT: key must be a string ...``); transcripts scrub it to ``<address>``.
 * ``writeId`` is validated before the process is looked up: ``""`` on an unknown process is
   -32602, not ``unknownProcess``.
+* ``process/closed`` now and then comes before ``process/exited`` on the wire (seen under
+  load with a tty child: seqs 1, 3, 4, then 2): each event source assigns its seq under the
+  process lock and sends after releasing it. The driver waits for the lower seqs after
+  ``closed`` (:meth:`RawDriver.wait_closed`).
 * With ``CODEX_HOME`` under ``/tmp`` it logs a harmless warning that it refuses to create
   helper binaries (PATH aliases) there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import stat
 import time
@@ -35,7 +41,7 @@ from typing import Any
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from trio_exec.testing.reference import (
     REFERENCE_PACKAGE,
@@ -45,6 +51,7 @@ from trio_exec.testing.reference import (
     open_reference_server,
 )
 
+from . import scenarios
 from .scenarios import (
     SCENARIOS,
     STEP_TIMEOUT,
@@ -316,7 +323,7 @@ async def test_reference_streams_and_exit_details(reference_url: str) -> None:
         assert isinstance(d.initialize_result["sessionId"], str)
         assert d.initialize_result["environmentInfo"]["executorVersion"] == REFERENCE_VERSION
         await d.start("p1", ["sh", "-c", "echo hi; echo err >&2; exit 3"])
-        await d.wait_notification("p1", "process/closed")
+        await d.wait_closed("p1")
         received = sorted(d.notifications["p1"], key=lambda m: m["params"]["seq"])
         assert [m["params"]["seq"] for m in received] == [1, 2, 3, 4]
         assert received[-1]["method"] == "process/closed"
@@ -640,3 +647,62 @@ def test_raw_driver_files_messages() -> None:
     assert driver.output("p", "stdout") == b"ab"
     assert driver.output("p", "stderr") == b"x"
     assert driver.output("q", "stdout") == b""
+
+
+async def _scripted_server(
+    frames: list[dict[str, Any]], *, task_status: trio.TaskStatus[str]
+) -> None:
+    """A websocket server on loopback that sends *frames* to its one client, in order,
+    with a pause before the last, then waits for the client to leave."""
+
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        for index, frame in enumerate(frames):
+            if index == len(frames) - 1:
+                await trio.sleep(0.05)
+            await ws.send_message(json.dumps(frame))
+        with contextlib.suppress(ConnectionClosed):
+            await ws.get_message()
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
+        task_status.started(f"ws://127.0.0.1:{server.port}")
+
+
+async def test_collect_waits_for_events_that_closed_overtook() -> None:
+    """collect() does not stop at ``closed``: an exited event with a lower seq that comes
+    after it on the wire (as the reference sends now and then) is waited for and counted."""
+    frames = [
+        _notification("process/output", 1, stream="pty", chunk="YQ=="),
+        _notification("process/output", 3, stream="pty", chunk="Yg=="),
+        _notification("process/closed", 4),
+        _notification("process/exited", 2, exitCode=4, sandboxDenied=False, signal=None),
+    ]
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(_scripted_server, frames)
+        async with open_driver(url, handshake=False) as d:
+            summary = await d.collect("p")
+        nursery.cancel_scope.cancel()
+    assert summary == {
+        "events": "p",
+        "output": {"pty": "ab"},
+        "exitCode": 4,
+        "closed": True,
+        "violations": [],
+    }
+
+
+async def test_collect_reports_a_seq_that_never_comes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hole below closed's seq is waited for only up to STEP_TIMEOUT, then reported."""
+    monkeypatch.setattr(scenarios, "STEP_TIMEOUT", 0.3)
+    frames = [
+        _notification("process/output", 1, stream="stdout", chunk="YQ=="),
+        _notification("process/closed", 3),
+    ]
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(_scripted_server, frames)
+        async with open_driver(url, handshake=False) as d:
+            summary = await d.collect("p")
+        nursery.cancel_scope.cancel()
+    assert summary["exitCode"] is None
+    assert summary["violations"] == ["seqs are not 1..2: [1, 3]", "0 exited events"]
