@@ -1,17 +1,21 @@
 """Process groups (and cgroups): signalling a child's group and waiting until no member of
-it (or of its cgroup) is alive."""
+it (or of its cgroup) is alive; a child's own cgroup until it is removed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from functools import partial
 from typing import Final
 
 import trio
 
-from ._cgroup import CGROUP_EMPTY_TIMEOUT, is_populated
+from ._cgroup import CGROUP_EMPTY_TIMEOUT, is_populated, kill_at_once, kill_cgroup, remove_cgroup
+from ._keeper import Keeper
 
 __all__ = [
     "GROUP_EXIT_TIMEOUT",
+    "ChildCgroup",
     "group_exists",
     "killpg",
     "live_group_members",
@@ -98,3 +102,47 @@ async def wait_cgroup_empty(path: str) -> bool:
             delay = min(delay * 2, 0.05)
         return True
     return False
+
+
+class ChildCgroup:
+    """A local child's own cgroup, which the keeper (if any) has registered, until it is
+    removed: :attr:`path` is None from then on."""
+
+    def __init__(self, path: str, keeper: Keeper | None) -> None:
+        self.path: str | None = path
+        self._keeper = keeper
+
+    async def kill(self) -> None:
+        """SIGKILL everything in the cgroup (the child's group and whatever left it)."""
+        if self.path is not None and not kill_at_once(self.path):
+            await trio.to_thread.run_sync(partial(kill_cgroup, self.path, use_kill_file=False))
+
+    def kill_now(self) -> None:
+        """SIGKILL the cgroup where that takes one write (``cgroup.kill``), then remove it
+        if it is already empty; else the keeper (if any) keeps it."""
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                kill_at_once(self.path)
+            self.forget()
+
+    async def remove_when_empty(self) -> None:
+        """Once the killed cgroup is empty, remove it and tell the keeper. One still
+        populated after :data:`~trio_exec._cgroup.CGROUP_EMPTY_TIMEOUT` stays (and stays
+        registered with the keeper)."""
+        if self.path is not None and await wait_cgroup_empty(self.path):
+            self.forget()
+
+    def forget(self) -> None:
+        """Remove the (empty) cgroup and unregister it from the keeper; idempotent."""
+        path = self.path
+        if path is None:
+            return
+        try:
+            removed = remove_cgroup(path)
+        except OSError:  # pragma: no cover - our empty cgroup can be removed
+            removed = False
+        if removed:
+            self.path = None
+            if self._keeper is not None:
+                self._keeper.unregister_cgroup(path)
+                self._keeper = None

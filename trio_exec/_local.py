@@ -367,8 +367,9 @@ class LocalBackend(ExecBackend):
                     try:
                         yield proc
                     finally:
-                        with trio.CancelScope(shield=True):
-                            await proc._shutdown(grace)
+                        if not proc._shutdown_at_once():
+                            with trio.CancelScope(shield=True):
+                                await proc._shutdown(grace)
                         proc._stop_tasks()
             finally:
                 proc._release()

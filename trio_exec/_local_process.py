@@ -5,23 +5,20 @@ See the theory of operation in :mod:`trio_exec._local`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import select
 import signal as _signal
-from functools import partial
 from typing import Final, final
 
 import trio
 
 from . import _pty
 from ._backend import DEFAULT_GRACE, ExecProcess, check_dimensions, check_seconds
-from ._cgroup import kill_at_once, kill_cgroup, remove_cgroup
 from ._errors import UnsupportedOperation
 from ._events import WriteStatus
 from ._exit import ExitWatch, exit_status
-from ._group import group_exists, killpg, wait_cgroup_empty, wait_group_gone
+from ._group import ChildCgroup, group_exists, killpg, wait_group_gone
 from ._keeper import Keeper
 from ._log import ProcessLog
 from ._pump import READ_CHUNK_BYTES, Pull, Pump, pending_bytes
@@ -84,16 +81,14 @@ class LocalProcess(ExecProcess):
         """Whether the child leads a group of its own; if not, only the child is signalled."""
         self._keeper = keeper
         """The keeper that has the group registered, until the group is forgotten."""
-        self._keeper_of_cgroup = keeper if child.cgroup is not None else None
-        """The keeper that has the cgroup registered, until the cgroup is removed."""
         self._killed_at: float | None = None
         """When the group was first SIGKILLed (trio's clock), or None."""
         self._drain_scope: trio.CancelScope | None = None
         """The scope of the wait for the end of output, which a SIGKILL bounds."""
         self._nursery: trio.Nursery
         """Where a held-back stream's task runs (the block's nursery)."""
-        self._cgroup = child.cgroup
-        """The child's own cgroup until it is removed; the keeper has it registered."""
+        self._cgroup = None if child.cgroup is None else ChildCgroup(child.cgroup, keeper)
+        """The child's own cgroup, if it has one."""
 
     @property
     def tty(self) -> bool:
@@ -218,8 +213,7 @@ class LocalProcess(ExecProcess):
         that process's later output is dropped, so ``Closed`` is sequenced on every path
         where the child's group was killed, remote sessions included."""
         if all(pump.at_eof.is_set() for pump in self._pumps):
-            await trio.lowlevel.checkpoint()
-            return
+            return  # the session's task goes on to Closed in the same step
         killed_at = self._killed_at
         deadline = math.inf if killed_at is None else killed_at + CLOSE_DRAIN_TIMEOUT
         with trio.CancelScope(deadline=deadline) as scope:
@@ -230,6 +224,17 @@ class LocalProcess(ExecProcess):
             for pump in self._pumps:
                 pump.stop()
 
+    def _shutdown_at_once(self) -> bool:
+        """Leave the block without waiting, if that can be done: the session ended
+        (``Closed`` is sequenced), the child has no cgroup, and its group died with it.
+        Then the group is SIGKILLed and the child reaped, and True is returned; otherwise
+        False, and :meth:`_shutdown` does the rest."""
+        if not self._done.is_set() or self.cgroup is not None:
+            return False
+        self._kill_group(_signal.SIGKILL)
+        self._gone = True
+        return self._reap()
+
     async def _shutdown(self, grace: float) -> None:
         """Leave the block: terminate, kill the group, drain, reap, wait for the group."""
         self._log.release_backpressure()
@@ -237,42 +242,14 @@ class LocalProcess(ExecProcess):
             await self._terminate_group(grace)
         self._kill_group(_signal.SIGKILL)
         if self._cgroup is not None:
-            await self._kill_cgroup()
+            await self._cgroup.kill()
         if not self._done.is_set():
             with trio.move_on_after(CLOSE_DRAIN_TIMEOUT):
                 await self._done.wait()
         self._gone = True
         await self._reap_and_wait_group()
         if self._cgroup is not None:
-            await self._remove_cgroup()
-
-    async def _kill_cgroup(self) -> None:
-        """SIGKILL everything in the child's cgroup (the child's group and whatever left
-        it), if it has one."""
-        if self._cgroup is not None and not kill_at_once(self._cgroup):
-            await trio.to_thread.run_sync(partial(kill_cgroup, self._cgroup, use_kill_file=False))
-
-    async def _remove_cgroup(self) -> None:
-        """Once the killed cgroup is empty, remove it and tell the keeper. One still
-        populated after :data:`~trio_exec._cgroup.CGROUP_EMPTY_TIMEOUT` stays (and stays
-        registered with the keeper)."""
-        if self._cgroup is not None and await wait_cgroup_empty(self._cgroup):
-            self._forget_cgroup()
-
-    def _forget_cgroup(self) -> None:
-        """Remove the (empty) cgroup and unregister it from the keeper; idempotent."""
-        path = self._cgroup
-        if path is None:
-            return
-        try:
-            removed = remove_cgroup(path)
-        except OSError:  # pragma: no cover - our empty cgroup can be removed
-            removed = False
-        if removed:
-            self._cgroup = None
-            if self._keeper_of_cgroup is not None:
-                self._keeper_of_cgroup.unregister_cgroup(path)
-                self._keeper_of_cgroup = None
+            await self._cgroup.remove_when_empty()
 
     def _stop_tasks(self) -> None:
         """Stop the session's tasks: its own (:meth:`_run`), the reading of held-back
@@ -314,13 +291,22 @@ class LocalProcess(ExecProcess):
         Called after SIGKILL was sent to the group. Reaping first makes the common case (a
         group that died with its leader) cost one ``killpg(pgid, 0)``.
         """
-        self._popen.poll()  # reaps at once: the child is known to have exited
+        if not self._reap():
+            await wait_group_gone(self.pid)
+            self._group_gone = True
+            self._forget_group()
+
+    def _reap(self) -> bool:
+        """Reap the exited child (at once); return whether its group is known to be gone
+        (else it is still registered with the keeper)."""
+        self._popen.poll()
         self._reaped = True
         if self._own_group and not self._group_gone:
             if group_exists(self.pid):  # rare: a process of the group outlived its leader
-                await wait_group_gone(self.pid)
+                return False
             self._group_gone = True
         self._forget_group()
+        return True
 
     def _forget_group(self) -> None:
         """Tell the keeper (if any) that the group is gone or no longer ours; idempotent."""
@@ -361,12 +347,8 @@ class LocalProcess(ExecProcess):
                 self._kill_group(_signal.SIGKILL)
                 self._popen.wait()
             self._reaped = True
-        if self._cgroup is not None:
-            # Not left by _shutdown (the block ended before it could run): kill the
-            # cgroup; it is removed if already empty, else the keeper (if any) keeps it.
-            with contextlib.suppress(OSError):
-                kill_at_once(self._cgroup)
-            self._forget_cgroup()
+        if self._cgroup is not None:  # not left by _shutdown: the block ended before it ran
+            self._cgroup.kill_now()
         if not self._log.finished:
             if self._log.exited is not None:
                 self._log.set_closed()
@@ -466,10 +448,12 @@ class LocalProcess(ExecProcess):
             return
         self._kill_group(signum)
         if signum is _signal.SIGKILL:
-            await self._kill_cgroup()
+            if self._cgroup is not None:
+                await self._cgroup.kill()
             await self._child_exited.wait()
             await self._reap_and_wait_group()
-            await self._remove_cgroup()
+            if self._cgroup is not None:
+                await self._cgroup.remove_when_empty()
 
     async def resize(self, rows: int, cols: int) -> None:
         """See :meth:`ExecProcess.resize`. Does nothing once ``Closed`` is sequenced (the
@@ -494,4 +478,4 @@ class LocalProcess(ExecProcess):
     def cgroup(self) -> str | None:
         """The directory of the child's own cgroup (see :func:`trio_exec.containment`)
         until the end of the block removes it; None for a child without one."""
-        return self._cgroup
+        return None if self._cgroup is None else self._cgroup.path

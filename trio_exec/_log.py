@@ -237,13 +237,12 @@ class ProcessLog:
         seq = self._next_seq
         self._next_seq = seq + 1
         event = new_output(seq, stream, data)
-        size = len(data)
-        self._evict(size, respect_pins=respect_pins)
+        self._evict(len(data), respect_pins=respect_pins)
         chunks = self._streams.get(stream)
         if chunks is None:
             chunks = self._streams[stream] = StreamChunks()
         chunks.append(event)
-        self._bytes += size
+        self._bytes += len(data)
         if self._changed:
             self._changed.unpark_all()
         return event
@@ -263,7 +262,8 @@ class ProcessLog:
         if self.finished:
             raise RuntimeError("the log is finished")
         self._exited = Exited(seq=self._take_seq(), exit_code=exit_code, signal=signal)
-        self._changed.unpark_all()
+        if self._changed:  # falsy with nobody parked: waking nobody costs nothing
+            self._changed.unpark_all()
         return self._exited
 
     def set_closed(self) -> Closed:
@@ -273,8 +273,9 @@ class ProcessLog:
         if self.finished:
             raise RuntimeError("the log is finished")
         self._closed = Closed(seq=self._take_seq())
-        self._changed.unpark_all()
-        self._space.unpark_all()
+        for lot in (self._changed, self._space):
+            if lot:
+                lot.unpark_all()
         return self._closed
 
     def fail(self, message: str) -> None:

@@ -200,11 +200,13 @@ class Pump:
         self._held = None
         if self._reading is not None:
             self._reading.cancel()
-        self._finish()
+        if not self.at_eof.is_set():  # else the waiters were woken then
+            self._finish()
 
     def _finish(self) -> None:
         self.at_eof.set()
-        self._progress.unpark_all()
+        if self._progress:
+            self._progress.unpark_all()
 
     def _appended(self, size: int) -> None:
         self.appended_total += size

@@ -227,7 +227,7 @@ async def test_without_cgroup_kill_the_cgroup_is_frozen_and_killed(
 ) -> None:
     """The fallback for kernels before 5.14: freeze, SIGKILL each member, thaw."""
     mount = needs_cgroups()
-    monkeypatch.setattr("trio_exec._local_process.kill_at_once", lambda path: False)
+    monkeypatch.setattr("trio_exec._group.kill_at_once", lambda path: False)
     daemon = 0
     try:
         with trio.fail_after(TIMEOUT):
