@@ -65,6 +65,29 @@ def test_fed_in_any_pieces(cuts: list[int]) -> None:
     assert out == MESSAGES
 
 
+def test_a_record_fed_as_one_chunk_is_that_chunk() -> None:
+    """The common case of a reader whose reads follow the writer's: a record that comes
+    as a chunk of its own is returned as that very object, without a copy."""
+    decoder = StreamDecoder()
+    assert decoder.feed(record_head(len(LARGE))) == []
+    (message,) = decoder.feed(LARGE)
+    assert message is LARGE
+
+
+def test_a_record_is_its_own_copy_of_a_bytearray_fed() -> None:
+    """Pieces are kept as views until the record is whole; a caller that reuses its
+    buffer afterwards does not change the record."""
+    decoder = StreamDecoder()
+    whole = record(SMALL)
+    half = len(whole) // 2
+    piece = bytearray(whole[:half])
+    assert decoder.feed(piece) == []
+    piece[-1] ^= 0xFF  # the caller reuses the buffer it fed
+    (message,) = decoder.feed(whole[half:])
+    assert message == SMALL
+    assert isinstance(message, bytes)
+
+
 def test_a_nul_inside_a_line_is_part_of_the_line() -> None:
     # Only where a message starts does a NUL byte begin a record.
     decoder = StreamDecoder()

@@ -115,8 +115,9 @@ class StreamDecoder:
         """The bound on one message."""
         self._head = bytearray()
         """The head of the record being read, until it is whole."""
-        self._parts: list[bytes] | None = None
-        """The pieces of the record being read, once its head is whole."""
+        self._parts: list[memoryview] | None = None
+        """The pieces of the record being read, once its head is whole: views of the
+        chunks fed (no copy until the record is whole)."""
         self._missing = 0
         """Bytes of the record being read that have not come yet."""
         self._broken = False
@@ -178,13 +179,17 @@ class StreamDecoder:
             self._parts, self._missing = [], length
         take = min(self._missing, len(view) - position)
         if take:
-            self._parts.append(bytes(view[position : position + take]))
+            self._parts.append(view[position : position + take])
             self._missing -= take
             position += take
         if not self._missing:
             parts, self._parts = self._parts, None
             self._head.clear()
-            out.append(parts[0] if len(parts) == 1 else b"".join(parts))
+            whole = parts[0].obj if len(parts) == 1 else None
+            if isinstance(whole, bytes) and len(whole) == parts[0].nbytes:
+                out.append(whole)  # the record is a chunk as it was fed: no copy
+            else:
+                out.append(b"".join(parts))  # the one copy of its bytes
         return position
 
 
