@@ -53,7 +53,10 @@ every open session's group (and cgroup) if this process dies without leaving the
 Leaving the block releases backpressure (no one will consume any more), terminates a
 child that still runs (SIGTERM, SIGKILL after the grace), SIGKILLs whatever is left of
 the group (and the cgroup), waits a bounded time for the pipes to reach EOF, reaps the
-child, and removes its cgroup.
+child, and removes its cgroup. A block left after ``Closed`` whose child has no cgroup
+and whose group died with it (the common end) does that without waiting: SIGKILL to the
+group, the reap and the group check are three system calls, and the nursery's exit is
+the block's one schedule point.
 """
 
 from __future__ import annotations
