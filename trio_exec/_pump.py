@@ -146,8 +146,9 @@ class Pump:
         self._held: bytes | None = None
         self._reading: trio.CancelScope | None = None
         """The scope of :meth:`run`, once it runs (most pumps never do)."""
-        self._behind_bytes = largest_chunk(log.retain_bytes, behind_bytes)
-        """Largest chunk of :meth:`run` (see :data:`BEHIND_CHUNK_BYTES`)."""
+        self._behind_bytes = behind_bytes
+        """What the backend allows :meth:`run` (see :data:`BEHIND_CHUNK_BYTES`); the
+        largest chunk is worked out when it runs (:func:`largest_chunk`)."""
 
     def pull(self) -> Pull:
         """Read and sequence what the descriptor has, without waiting, until it is
@@ -250,9 +251,10 @@ class Pump:
     async def _read_to_eof(self) -> None:
         log = self._log
         stream = self.stream
+        limit = largest_chunk(log.retain_bytes, self._behind_bytes)
         unchecked = 0  # bytes sequenced since the last checkpoint
         while True:
-            data, drained, eof = self._gather(self._behind_bytes)
+            data, drained, eof = self._gather(limit)
             if data is not None:
                 await log.append_output(stream, data)
                 self._appended(len(data))
